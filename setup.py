@@ -1,0 +1,31 @@
+"""Builds the optional C extension; everything else lives in pyproject.toml.
+
+The extension reads each thread's executing ``contextvars`` context. If it cannot be
+compiled (no compiler, unsupported interpreter), installation still succeeds and
+spangap falls back to its pure-Python context reader.
+"""
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """Treat a failed compile as "no native reader", not as a failed install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "no extension"
+            print(f"spangap: C extension not built ({exc}); using the pure-Python reader")
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            print(f"spangap: C extension not built ({exc}); using the pure-Python reader")
+
+
+setup(
+    ext_modules=[Extension("spangap._native", ["src/spangap/_native.c"], optional=True)],
+    cmdclass={"build_ext": OptionalBuildExt},
+)

@@ -1,0 +1,258 @@
+"""Per-site aggregation of operations, the coverage window, and the metric updates.
+
+The sampler thread records operations here; readers (``snapshot()``, the exit hook)
+take the same lock to read a consistent view. Each ``(site, cause)`` keeps counts,
+dark and self seconds, a bounded reservoir of durations for percentiles, and bounded
+tallies of callers, waits and threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from typing import Any
+
+from .metrics import OTHER_SITE, MetricSet, SiteBound
+from .options import Options
+from .snapshot import Counted, LostContext, SiteStats, Snapshot, Totals
+from .tracker import Operation
+
+_RESERVOIR = 512
+_TALLY_LIMIT = 64
+_TOP = 5
+_LOST_EXAMPLES = 5
+
+
+class _SiteAggregate:
+    __slots__ = (
+        "callers",
+        "count",
+        "durations",
+        "example",
+        "file",
+        "last_seen",
+        "line",
+        "lost_examples",
+        "max_s",
+        "self_s",
+        "submitters",
+        "threads",
+        "total_s",
+        "waits",
+    )
+
+    def __init__(self, file: str, line: int) -> None:
+        self.file = file
+        self.line = line
+        self.count = 0
+        self.total_s = 0.0
+        self.self_s = 0.0
+        self.max_s = 0.0
+        self.last_seen = 0.0
+        self.durations: list[float] = []
+        self.callers: Counter[str] = Counter()
+        self.waits: Counter[str] = Counter()
+        self.threads: Counter[str] = Counter()
+        self.submitters: Counter[str] = Counter()
+        self.lost_examples: list[dict[str, str]] = []
+        self.example: tuple[str, ...] | None = None
+
+    def add(self, op: Operation, rng: random.Random) -> None:
+        self.count += 1
+        self.total_s += op.dark_s
+        self.self_s += op.self_s
+        self.max_s = max(self.max_s, op.duration_s)
+        self.last_seen = max(self.last_seen, op.end_time)
+        if len(self.durations) < _RESERVOIR:
+            self.durations.append(op.duration_s)
+        else:  # reservoir sampling keeps an unbiased sample of all durations
+            slot = rng.randrange(self.count)
+            if slot < _RESERVOIR:
+                self.durations[slot] = op.duration_s
+        _tally(self.callers, op.caller or "(thread root)")
+        if op.waited_in:
+            _tally(self.waits, op.waited_in)
+        _tally(self.threads, op.thread)
+        if op.example_stack and self.example is None:
+            self.example = op.example_stack
+        if op.lost_from:
+            _tally(self.submitters, op.lost_from.get("submitter", "?"))
+            if len(self.lost_examples) < _LOST_EXAMPLES:
+                self.lost_examples.append(dict(op.lost_from))
+
+
+def _tally(counter: Counter[str], key: str) -> None:
+    if key in counter or len(counter) < _TALLY_LIMIT:
+        counter[key] += 1
+    else:
+        counter["(other)"] += 1
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def _top(counter: Counter[str]) -> list[Counted]:
+    return [Counted(name, n) for name, n in counter.most_common(_TOP)]
+
+
+class Aggregate:
+    """Everything the detector has found so far; thread-safe."""
+
+    def __init__(self, options: Options, metrics: MetricSet) -> None:
+        self._options = options
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._sites: dict[tuple[str, str], _SiteAggregate] = {}
+        self._bound = SiteBound(options.max_sites)
+        self._rng = random.Random(0x5EED)
+        self._wall_offset = time.time() - time.perf_counter()
+        self.operations = 0
+        self.samples = 0
+        self.sampler_cpu_s = 0.0
+        self.internal_errors = 0
+        self.in_scope_s = 0.0
+        self.spanned_s = 0.0
+        # Coverage window: (perf_counter second, in-scope s, spanned s) per second.
+        self._window: deque[tuple[int, float, float]] = deque()
+
+    def wants_example(self, site: str) -> bool:
+        """Whether an example stack for ``site`` is still missing (cheap, unlocked read)."""
+        found = self._sites.get((site, "no_span")) or self._sites.get((site, "context_lost"))
+        return found is None or found.example is None
+
+    def record(self, op: Operation) -> None:
+        """Add one operation (called on the sampler thread)."""
+        label, newly_dropped = self._bound.label(op.site)
+        key = (label, op.cause)
+        with self._lock:
+            agg = self._sites.get(key)
+            if agg is None:
+                file, line = (op.file, op.line) if label != OTHER_SITE else ("", 0)
+                agg = self._sites[key] = _SiteAggregate(file, line)
+            agg.add(op, self._rng)
+            self.operations += 1
+        m = self._metrics
+        m.operations.labels(label, op.cause).inc()
+        m.seconds.labels(label, op.cause).inc(op.dark_s)
+        m.self_seconds.labels(label, op.cause).inc(op.self_s)
+        m.duration.labels(label, op.cause).observe(op.duration_s)
+        if newly_dropped:
+            m.sites_dropped.inc()
+
+    def add_tick(self, now: float, in_scope_s: float, spanned_s: float, cpu_s: float) -> None:
+        """Account one sampler tick: coverage seconds and the sampler's own CPU."""
+        with self._lock:
+            self.samples += 1
+            self.sampler_cpu_s += cpu_s
+            self.in_scope_s += in_scope_s
+            self.spanned_s += spanned_s
+            second = int(now)
+            window = self._window
+            if window and window[-1][0] == second:
+                _, a, b = window[-1]
+                window[-1] = (second, a + in_scope_s, b + spanned_s)
+            else:
+                window.append((second, in_scope_s, spanned_s))
+            horizon = second - self._options.coverage_window_s
+            while window and window[0][0] < horizon:
+                window.popleft()
+        m = self._metrics
+        m.samples.inc()
+        if cpu_s > 0:
+            m.sampler_cpu.inc(cpu_s)
+        if in_scope_s > 0:
+            m.in_scope_seconds.inc(in_scope_s)
+        if spanned_s > 0:
+            m.spanned_seconds.inc(spanned_s)
+
+    def window_coverage(self) -> float:
+        """Coverage over the sliding window, NaN when nothing in scope was sampled."""
+        with self._lock:
+            total = sum(w[1] for w in self._window)
+            spanned = sum(w[2] for w in self._window)
+        return spanned / total if total > 0 else math.nan
+
+    def count_error(self) -> None:
+        with self._lock:
+            self.internal_errors += 1
+        self._metrics.internal_errors.inc()
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Operation counts per (site, cause) — the same numbers as the counter."""
+        with self._lock:
+            return {key: agg.count for key, agg in self._sites.items()}
+
+    def snapshot(self, interval_ms: float) -> Snapshot:
+        """A consistent, self-contained copy of everything found so far."""
+        with self._lock:
+            sites = [self._site_stats(key, agg) for key, agg in self._sites.items()]
+            totals = Totals(
+                samples=self.samples,
+                operations=self.operations,
+                dark_seconds=sum(s.self_seconds for s in sites),
+                in_scope_seconds=self.in_scope_s,
+                spanned_seconds=self.spanned_s,
+                sampler_cpu_seconds=self.sampler_cpu_s,
+                internal_errors=self.internal_errors,
+                sites_dropped=self._bound.dropped,
+            )
+        sites.sort(key=lambda s: (-s.total_seconds, s.site, s.cause))
+        return Snapshot(
+            created_unix=time.time(),
+            program=_program_info(),
+            settings={
+                "threshold_ms": self._options.threshold_ms,
+                "interval_ms": interval_ms,
+                "max_sites": self._options.max_sites,
+            },
+            totals=totals,
+            sites=sites,
+        )
+
+    def _site_stats(self, key: tuple[str, str], agg: _SiteAggregate) -> SiteStats:
+        durations = sorted(agg.durations)
+        lost = None
+        if agg.submitters or agg.lost_examples:
+            lost = LostContext(
+                submitters=_top(agg.submitters), examples=[dict(e) for e in agg.lost_examples]
+            )
+        return SiteStats(
+            site=key[0],
+            cause=key[1],
+            file=agg.file,
+            line=agg.line,
+            count=agg.count,
+            total_seconds=agg.total_s,
+            self_seconds=agg.self_s,
+            p50_seconds=_percentile(durations, 0.50),
+            p95_seconds=_percentile(durations, 0.95),
+            max_seconds=agg.max_s,
+            last_seen_unix=agg.last_seen + self._wall_offset,
+            callers=_top(agg.callers),
+            waited_in=_top(agg.waits),
+            threads=_top(agg.threads),
+            example_stack=list(agg.example or ()),
+            lost_context=lost,
+        )
+
+
+def _program_info() -> dict[str, Any]:
+    info: Mapping[str, Any] = {
+        "argv": list(sys.argv),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+    return dict(info)

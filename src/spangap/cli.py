@@ -1,0 +1,351 @@
+"""``gapreport``: run a program under the detector, or show a saved snapshot.
+
+Each subcommand is a ``Command``: a function that adds its arguments and a function that
+runs it and returns the exit code. Errors a person can fix are reported as one line,
+``gapreport: <what is wrong>``, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import runpy
+import shutil
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TextIO
+
+from spangap.render import FORMATS, SORT_KEYS, render
+from spangap.snapshot import Snapshot, SnapshotError
+
+PROG = "gapreport"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: adding one to ``COMMANDS`` is all it takes to offer it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gapreport`` console script; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return command.run(args)
+    except (CliError, SnapshotError) as exc:
+        return _fail(str(exc))
+    except BrokenPipeError:
+        # The reader went away (``gapreport show x | head``); that is not an error.
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        return _fail(_describe_os_error(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return exc.strerror or str(exc)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that flushing it at exit cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Find the work your OpenTelemetry spans do not cover."
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(command=command)
+    return parser
+
+
+# --- options shared by every command that prints a report ------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--top", type=_positive_int, default=20, metavar="N", help="sites to list (default 20)"
+    )
+    parser.add_argument(
+        "--sort", choices=SORT_KEYS, default="total", help="order of the sites (default total)"
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default table)"
+    )
+
+
+def _report(snapshot: Snapshot, args: argparse.Namespace, stream: TextIO) -> str:
+    return render(snapshot, fmt=args.format, top=args.top, sort=args.sort, width=_width_of(stream))
+
+
+def _width_of(stream: TextIO) -> int:
+    """The terminal's width when there is one; 80 otherwise, so piped output is stable."""
+    try:
+        if stream.isatty():
+            return shutil.get_terminal_size().columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
+
+
+# --- show ------------------------------------------------------------------------------
+
+
+def _add_show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot file to read")
+    _add_report_arguments(parser)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    snapshot = Snapshot.load(args.snapshot)
+    sys.stdout.write(_report(snapshot, args, sys.stdout))
+    sys.stdout.flush()
+    return 0
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The program to run: a script path or a module name, with its arguments."""
+
+    script: str | None
+    module: str | None
+    args: list[str]
+
+    @property
+    def argv(self) -> list[str]:
+        # For -m, runpy replaces argv[0] with the module's file, as ``python -m`` does.
+        return [self.script or self.module or "", *self.args]
+
+    @property
+    def path_entry(self) -> str:
+        if self.script is not None:
+            return os.path.dirname(os.path.abspath(self.script))
+        return os.getcwd()
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = f"{PROG} run [options] (script.py [args ...] | -m module [args ...])"
+    parser.add_argument(
+        "--threshold-ms", type=float, metavar="X", help="report calls of at least X ms"
+    )
+    parser.add_argument("--interval-ms", type=float, metavar="X", help="sample every X ms")
+    parser.add_argument(
+        "--include", action="append", metavar="GLOB", help="module glob to count as the application"
+    )
+    parser.add_argument(
+        "--exclude", action="append", metavar="GLOB", help="module glob to leave out"
+    )
+    parser.add_argument("--metrics-port", type=int, metavar="N", help="serve /metrics on port N")
+    parser.add_argument(
+        "--snapshot", metavar="PATH", help="where to write the snapshot (spangap-<pid>.json)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print the report")
+    _add_report_arguments(parser)
+    # REMAINDER on both: everything after the script or module belongs to the program,
+    # even arguments that look like gapreport's own options.
+    parser.add_argument(
+        "-m",
+        dest="module_argv",
+        nargs=argparse.REMAINDER,
+        metavar="module",
+        help="-m module [args ...]: run a module as python -m does",
+    )
+    parser.add_argument("script_argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _run_target(args: argparse.Namespace) -> _Target:
+    if args.module_argv is not None:
+        if not args.module_argv:
+            raise CliError("run: -m needs a module name")
+        target = _Target(script=None, module=args.module_argv[0], args=args.module_argv[1:])
+        with _program_sys(target):
+            # Only the top-level name: finding it runs none of the program's code.
+            _check_module(args.module_argv[0].partition(".")[0])
+        return target
+    script_argv = list(args.script_argv)
+    if script_argv[:1] == ["--"]:
+        script_argv = script_argv[1:]
+    if not script_argv:
+        raise CliError("run: give a script to run, or -m module")
+    script = script_argv[0]
+    if not os.path.isfile(script):
+        raise CliError(f"run: no such script: {script}")
+    return _Target(script=script, module=None, args=script_argv[1:])
+
+
+def _detector_options(args: argparse.Namespace, snapshot_path: str) -> dict[str, object]:
+    """Only the options the user gave, so that environment variables and defaults apply."""
+    given = {
+        "threshold_ms": args.threshold_ms,
+        "interval_ms": args.interval_ms,
+        "include": args.include,
+        "exclude": args.exclude,
+        "metrics_port": args.metrics_port,
+    }
+    options: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    options["snapshot_path"] = snapshot_path
+    options["entry_module"] = args.module_argv[0] if args.module_argv else None
+    return options
+
+
+def _snapshot_path(args: argparse.Namespace) -> str:
+    """Checked before the program runs, so a long run is not lost to a typo in a path."""
+    path: str = args.snapshot or f"spangap-{os.getpid()}.json"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"run: snapshot directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK):
+        raise CliError(f"run: cannot write the snapshot into {directory}")
+    return path
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from spangap import enable_gap_detector
+    from spangap.options import OptionError
+
+    target = _run_target(args)
+    shown_path = _snapshot_path(args)
+    snapshot_path = os.path.abspath(shown_path)
+    start_dir = os.getcwd()
+    try:
+        detector = enable_gap_detector(**_detector_options(args, snapshot_path))
+    except OptionError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        exit_code = _execute(target)
+    finally:
+        detector.stop()
+    snapshot = detector.snapshot()
+    snapshot.save(snapshot_path)
+    if os.getcwd() != start_dir:
+        shown_path = snapshot_path  # the program moved; a relative path would mislead
+    _print_run_report(snapshot, args, shown_path)
+    return exit_code
+
+
+def _print_run_report(snapshot: Snapshot, args: argparse.Namespace, path: str) -> None:
+    """On stderr: the program's stdout must stay exactly what the program printed."""
+    sys.stdout.flush()
+    if not args.quiet:
+        sys.stderr.write(_report(snapshot, args, sys.stderr))
+    print(f"snapshot written to {path}; see it again with: {PROG} show {path}", file=sys.stderr)
+
+
+def _execute(target: _Target) -> int:
+    """Run the program as ``python script.py`` or ``python -m module`` would; its exit code."""
+    with _program_sys(target):
+        if target.module is not None:
+            _check_module(target.module)
+        try:
+            if target.module is not None:
+                runpy.run_module(target.module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(target.script or "", run_name="__main__")
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            _print_program_traceback(exc)
+            return 1
+    return 0
+
+
+def _print_program_traceback(exc: BaseException) -> None:
+    """The traceback Python would print: from the program's first frame, not ours."""
+    tb = exc.__traceback__
+    while tb is not None and _is_launcher_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _is_launcher_frame(filename: str) -> bool:
+    return filename in (__file__, runpy.__file__) or filename == "<frozen runpy>"
+
+
+@contextmanager
+def _program_sys(target: _Target) -> Iterator[None]:
+    """The program sees its own argv and its own directory first on sys.path."""
+    saved_argv, saved_path = sys.argv, sys.path[:]
+    sys.argv = target.argv
+    sys.path.insert(0, target.path_entry)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+
+
+def _check_module(module: str) -> None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise CliError(f"run: no module named {module}")
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter would exit with for ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("run", "run a Python program under the detector", _add_run_arguments, _run_run),
+    Command("show", "show a saved snapshot", _add_show_arguments, _run_show),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""The public entry point: ``enable_gap_detector()`` and the :class:`GapDetector` it returns."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import start_http_server
+
+from .aggregate import Aggregate
+from .metrics import metric_set
+from .options import Options, resolve_options
+from .sampler import Sampler
+from .scope import Scope, detect_entry_package
+from .snapshot import Snapshot
+from .spanstate import make_reader
+from .tracker import CallTracker
+
+log = logging.getLogger("spangap")
+
+_NO_SDK_GRACE_S = 2.0
+
+_lock = threading.Lock()
+_current: GapDetector | None = None
+
+
+def enable_gap_detector(**options: Any) -> GapDetector:
+    """Start the detector (once per process) and return it.
+
+    Safe to call before or after the OpenTelemetry SDK is configured. A second call
+    returns the detector that is already running. Options are described in the README;
+    each has an environment twin ``SPANGAP_<OPTION>``. Raises
+    :class:`~spangap.options.OptionError` for a bad value.
+    """
+    global _current
+    with _lock:
+        if _current is not None and _current.running:
+            if options:
+                log.debug("spangap: detector already running; new options ignored")
+            return _current
+        detector = GapDetector(resolve_options(options))
+        detector.start()
+        _current = detector
+        return detector
+
+
+def _thread_name(tid: int) -> str:
+    thread = threading._active.get(tid)  # type: ignore[attr-defined]
+    return thread.name if thread is not None else f"thread-{tid}"
+
+
+def sdk_configured() -> bool:
+    """Whether a real tracer provider was installed (else every span is invalid)."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+class GapDetector:
+    """A running detector: a sampler thread, its findings, and their exporters."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._metrics = metric_set(options.registry, options.metric_prefix)
+        self._aggregate = Aggregate(options, self._metrics)
+        entry = options.entry_module.split(".")[0] if options.entry_module else None
+        self._scope = Scope(
+            options.include,
+            options.exclude,
+            options.idle_functions,
+            entry_package=entry or detect_entry_package(),
+        )
+        self._reader = make_reader(options.context_reader)
+        self._tracker = CallTracker(
+            self._scope,
+            options.threshold_s,
+            options.interval_s,
+            emit=self._aggregate.record,
+            thread_name=_thread_name,
+            wants_example=self._aggregate.wants_example,
+        )
+        self._sampler = Sampler(
+            self._tracker, self._reader, self._aggregate, options.interval_s, self._periodic
+        )
+        self._server: Any = None
+        self._started = time.perf_counter()
+        self._next_snapshot = self._started + options.snapshot_interval_s
+        self._warned_no_sdk = False
+        self._running = False
+        self._stop_lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.options.metrics_port is not None:
+            reg = self.options.registry or REGISTRY
+            self._server, _ = start_http_server(
+                self.options.metrics_port, addr=self.options.metrics_addr, registry=reg
+            )
+        self._metrics.interval.set(self.options.interval_s)
+        self._running = True
+        self._sampler.start()
+        atexit.register(self._at_exit)
+
+    def stop(self) -> None:
+        """Stop sampling and flush: afterwards the metrics and the snapshot hold every
+        operation that completed before this call. Metrics stay registered."""
+        with self._stop_lock:
+            if not self._running:
+                return
+            self._running = False
+            self._sampler.stop()
+            self._reader.close()
+            self._warn_if_no_sdk(force=True)
+            self._update_gauges()
+            if self.options.snapshot_path:
+                self._write_snapshot_quietly(self.options.snapshot_path)
+            if self._server is not None:
+                self._server.shutdown()
+                self._server.server_close()
+                self._server = None
+            atexit.unregister(self._at_exit)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on (useful with ``metrics_port=0``)."""
+        return None if self._server is None else int(self._server.server_port)
+
+    @property
+    def context_reader(self) -> str:
+        """Which span-state reader is in use: "native" or "python"."""
+        return self._reader.name
+
+    # -- results --------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Everything found so far, as a snapshot document."""
+        return self._aggregate.snapshot(self.options.interval_ms)
+
+    def write_snapshot(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Write the snapshot atomically; returns the path written."""
+        target = os.fspath(path or self.options.snapshot_path or f"spangap-{os.getpid()}.json")
+        self.snapshot().save(target)
+        return target
+
+    def operation_counts(self) -> dict[tuple[str, str], int]:
+        """Operation counts per (site, cause), as exported to Prometheus."""
+        return self._aggregate.counts()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _periodic(self, now: float) -> None:
+        """Runs about once a second on the sampler thread."""
+        self._update_gauges()
+        self._warn_if_no_sdk(force=now - self._started >= _NO_SDK_GRACE_S)
+        path = self.options.snapshot_path
+        if path and now >= self._next_snapshot:
+            self._next_snapshot = now + self.options.snapshot_interval_s
+            self._write_snapshot_quietly(path)
+
+    def _update_gauges(self) -> None:
+        coverage = self._aggregate.window_coverage()
+        self._metrics.coverage_ratio.set(coverage if not math.isnan(coverage) else math.nan)
+        self._metrics.interval.set(self._sampler.effective_interval_s)
+
+    def _warn_if_no_sdk(self, force: bool) -> None:
+        if self._warned_no_sdk or not force:
+            return
+        self._warned_no_sdk = True
+        if not sdk_configured():
+            log.warning(
+                "spangap: no OpenTelemetry SDK tracer provider is configured, so every span "
+                "is invalid and all work will look dark"
+            )
+
+    def _write_snapshot_quietly(self, path: str) -> None:
+        try:
+            self.write_snapshot(path)
+        except OSError as exc:
+            self._aggregate.count_error()
+            log.warning("spangap: could not write snapshot %s: %s", path, exc)
+
+    def _at_exit(self) -> None:
+        try:
+            self.stop()
+        except Exception:
+            log.exception("spangap: error while stopping at exit")

@@ -1,0 +1,154 @@
+"""Prometheus exposition of the detector's findings and of its own cost.
+
+Plain prometheus-client metric objects are used (not a custom collector) so that
+prometheus-client's multiprocess mode aggregates them across pre-fork workers.
+The ``site`` label is bounded: the first ``max_sites`` distinct sites get their own
+value, later ones fold into ``__other__`` so that no workload can blow up a
+Prometheus server with series.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+OTHER_SITE = "__other__"
+
+#: Histogram buckets for operation durations: the threshold is 10 ms by default, and
+#: the interesting range for "where did the time go" is tens of ms to seconds.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class MetricSet:
+    """The metric objects of one (registry, prefix) pair."""
+
+    operations: Counter
+    seconds: Counter
+    self_seconds: Counter
+    duration: Histogram
+    coverage_ratio: Gauge
+    in_scope_seconds: Counter
+    spanned_seconds: Counter
+    sampler_cpu: Counter
+    samples: Counter
+    sites_dropped: Counter
+    internal_errors: Counter
+    interval: Gauge
+
+
+# Metrics outlive a detector (SPEC: after stop() "the metrics stay registered"), and a
+# registry refuses a second registration of a name, so a later detector on the same
+# registry reuses the same objects.
+_SETS: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, MetricSet]] = (
+    weakref.WeakKeyDictionary()
+)
+_SETS_LOCK = threading.Lock()
+
+
+def metric_set(registry: CollectorRegistry | None, prefix: str) -> MetricSet:
+    """The metric objects for ``registry`` and ``prefix``, created on first use."""
+    reg = REGISTRY if registry is None else registry
+    with _SETS_LOCK:
+        per_prefix = _SETS.setdefault(reg, {})
+        found = per_prefix.get(prefix)
+        if found is None:
+            found = per_prefix[prefix] = _create(reg, prefix)
+        return found
+
+
+def _create(reg: CollectorRegistry, p: str) -> MetricSet:
+    labels = ("site", "cause")
+    return MetricSet(
+        operations=Counter(
+            f"{p}uninstrumented_operations",
+            "Calls of application functions that ran at least the threshold with no active span.",
+            labels,
+            registry=reg,
+        ),
+        seconds=Counter(
+            f"{p}uninstrumented_operation_seconds",
+            "Dark (non-idle) seconds of uninstrumented operations; nested operations overlap.",
+            labels,
+            registry=reg,
+        ),
+        self_seconds=Counter(
+            f"{p}uninstrumented_operation_self_seconds",
+            "Dark seconds of uninstrumented operations outside counted child operations; "
+            "sums over sites without counting a second twice.",
+            labels,
+            registry=reg,
+        ),
+        duration=Histogram(
+            f"{p}uninstrumented_operation_duration_seconds",
+            "Estimated duration of each uninstrumented operation.",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        ),
+        coverage_ratio=Gauge(
+            f"{p}span_coverage_ratio",
+            "Share of sampled, non-idle, in-scope execution time that ran under an active span, "
+            "over the coverage window (NaN before anything was sampled).",
+            registry=reg,
+        ),
+        in_scope_seconds=Counter(
+            f"{p}span_coverage_sampled_seconds",
+            "Sampled non-idle in-scope execution time (coverage denominator).",
+            registry=reg,
+        ),
+        spanned_seconds=Counter(
+            f"{p}span_coverage_spanned_seconds",
+            "The part of the sampled in-scope time that ran under an active span.",
+            registry=reg,
+        ),
+        sampler_cpu=Counter(
+            f"{p}spangap_sampler_cpu_seconds",
+            "CPU time used by the spangap sampler thread.",
+            registry=reg,
+        ),
+        samples=Counter(f"{p}spangap_samples", "Sampling ticks taken.", registry=reg),
+        sites_dropped=Counter(
+            f"{p}spangap_sites_dropped",
+            'Distinct sites beyond max_sites, folded into site="__other__".',
+            registry=reg,
+        ),
+        internal_errors=Counter(
+            f"{p}spangap_internal_errors",
+            "Errors caught inside the detector (it degrades instead of failing the host).",
+            registry=reg,
+        ),
+        interval=Gauge(
+            f"{p}spangap_sampler_interval_seconds",
+            "The sampler's current interval between ticks.",
+            registry=reg,
+        ),
+    )
+
+
+class SiteBound:
+    """Maps sites to label values: the first ``max_sites`` keep their name."""
+
+    def __init__(self, max_sites: int) -> None:
+        self._max = max_sites
+        self._known: set[str] = set()
+        self._dropped: set[str] = set()
+
+    def label(self, site: str) -> tuple[str, bool]:
+        """(label value, True when this site is newly folded into ``__other__``)."""
+        if site in self._known:
+            return site, False
+        if len(self._known) < self._max:
+            self._known.add(site)
+            return site, False
+        if site in self._dropped:
+            return OTHER_SITE, False
+        self._dropped.add(site)
+        return OTHER_SITE, True
+
+    @property
+    def dropped(self) -> int:
+        return len(self._dropped)

@@ -1,0 +1,137 @@
+"""The sampling thread: wakes every interval, samples all threads, feeds the tracker.
+
+Everything that can go wrong in here is caught: an error is counted, logged once, the
+tracker's state is dropped (it may be inconsistent) and sampling goes on; after too many
+errors in a row the sampler stops itself rather than keep failing inside the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from .aggregate import Aggregate
+from .spanstate import SpanStateReader
+from .tracker import CallTracker
+
+log = logging.getLogger("spangap")
+
+_MAX_CONSECUTIVE_ERRORS = 50
+_PERIODIC_S = 1.0
+
+
+class Sampler:
+    """Owns the sampling thread. ``periodic`` runs about once a second on that thread."""
+
+    def __init__(
+        self,
+        tracker: CallTracker,
+        reader: SpanStateReader,
+        aggregate: Aggregate,
+        interval_s: float,
+        periodic: Callable[[float], None],
+    ) -> None:
+        self._tracker = tracker
+        self._reader = reader
+        self._aggregate = aggregate
+        self._interval = interval_s
+        self._periodic = periodic
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the tracker is used by one thread at a time
+        self._errors_in_a_row = 0
+        self._logged_error = False
+        self._rng = random.Random()
+        self.effective_interval_s = interval_s
+        self.ident: int | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spangap-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread, then take one last sample so every call that ended before
+        this moment is accounted for."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._lock:
+            self._tick_safely(exclude=None, cpu_start=time.thread_time())
+
+    def _run(self) -> None:
+        self.ident = threading.get_ident()
+        cpu = time.thread_time()
+        next_periodic = time.perf_counter() + _PERIODIC_S
+        last_tick = deadline = time.perf_counter()
+        interval = self._interval
+        while not self._stopping.is_set():
+            # Fixed-rate deadlines: time spent waiting for the GIL (a CPU-bound thread
+            # holds it up to the switch interval) comes off the next sleep, so ticks stay
+            # close to the interval instead of interval + GIL wait. A little jitter keeps
+            # the sampler from locking step with periodic work.
+            deadline += interval * self._rng.uniform(0.9, 1.1)
+            delay = deadline - time.perf_counter()
+            if delay < -interval:
+                deadline = time.perf_counter()  # fell far behind (a stall): no burst
+            time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
+            if self._stopping.is_set():
+                break
+            with self._lock:
+                if self._stopping.is_set():
+                    break
+                now = time.perf_counter()
+                self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
+                last_tick = now
+                cpu = self._tick_safely(exclude=self.ident, cpu_start=cpu)
+            if now >= next_periodic:
+                next_periodic = now + _PERIODIC_S
+                self._run_periodic(now)
+            if self._errors_in_a_row >= _MAX_CONSECUTIVE_ERRORS:
+                log.error(
+                    "spangap: sampler stopped after %d errors in a row", self._errors_in_a_row
+                )
+                return
+
+    def _tick_safely(self, exclude: int | None, cpu_start: float) -> float:
+        """One sample; returns the thread CPU clock after accounting for it."""
+        try:
+            now = time.perf_counter()
+            frames = sys._current_frames()
+            if exclude is not None:
+                frames.pop(exclude, None)
+            spanned = self._reader.spanned_threads(frames.keys())
+            self._tracker.observe(frames, spanned, now)
+            del frames
+            in_scope, spanned_s = self._tracker.take_coverage()
+            cpu_end = time.thread_time()
+            self._aggregate.add_tick(now, in_scope, spanned_s, max(0.0, cpu_end - cpu_start))
+            self._errors_in_a_row = 0
+            return cpu_end
+        except Exception:
+            self._on_error()
+            return time.thread_time()
+
+    def _run_periodic(self, now: float) -> None:
+        try:
+            self._periodic(now)
+        except Exception:
+            self._on_error()
+
+    def _on_error(self) -> None:
+        self._errors_in_a_row += 1
+        try:
+            self._aggregate.count_error()
+            self._tracker.forget()
+            if not self._logged_error:
+                self._logged_error = True
+                log.exception(
+                    "spangap: internal error in the sampler (counted in "
+                    "spangap_internal_errors_total; logged once)"
+                )
+        except Exception:
+            pass

@@ -1,0 +1,212 @@
+"""Deciding which code is "the application's" (SPEC: in scope) and caching facts per code object.
+
+The sampler asks the same questions about the same few thousand code objects millions of
+times, so every fact it needs about a function (its site name, whether it is in scope,
+whether it counts as an operation, whether it is an idle wait) is computed once and kept
+in a :class:`CodeInfo`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import site as site_module
+import sys
+import sysconfig
+from fnmatch import fnmatchcase
+from types import CodeType
+
+from .idle import IdleRules
+
+#: Packages that *run* an application rather than being it (SPEC: "A tool that runs the
+#: application is not the application"). Their entry point never puts them in scope.
+TOOL_PACKAGES = frozenset(
+    {
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "unittest",
+        "nose2",
+        "coverage",
+        "uvicorn",
+        "gunicorn",
+        "hypercorn",
+        "daphne",
+        "granian",
+        "waitress",
+        "celery",
+        "flask",
+        "django",
+        "IPython",
+        "ipykernel",
+        "runpy",
+        "cProfile",
+        "profile",
+        "pdb",
+        "trace",
+        "timeit",
+        "nox",
+        "tox",
+        "pip",
+        "spangap",
+    }
+)
+
+#: Code objects that are not calls a person can wrap in a span: module bodies, class
+#: bodies run once at import, and comprehensions (separate frames on 3.11 only).
+_NOT_OPERATIONS = frozenset({"<module>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_CACHE_LIMIT = 200_000
+
+
+class CodeInfo:
+    """What the sampler needs to know about one code object."""
+
+    __slots__ = (
+        "countable",
+        "display",
+        "file",
+        "idle",
+        "in_scope",
+        "line",
+        "module",
+        "qualname",
+        "site",
+    )
+
+    def __init__(
+        self,
+        module: str,
+        qualname: str,
+        file: str,
+        line: int,
+        in_scope: bool,
+        countable: bool,
+        idle: int,
+    ) -> None:
+        self.module = module
+        self.qualname = qualname
+        self.site = f"{module}:{qualname}"
+        self.display = f"{module}.{qualname}"
+        self.file = file
+        self.line = line
+        self.in_scope = in_scope
+        self.countable = countable
+        self.idle = idle
+
+
+def _third_party_dirs() -> tuple[str, ...]:
+    dirs: set[str] = set()
+    with contextlib.suppress(AttributeError):  # some embedded interpreters lack these
+        dirs.update(site_module.getsitepackages())
+    with contextlib.suppress(AttributeError):
+        dirs.add(site_module.getusersitepackages())
+    paths = sysconfig.get_paths()
+    dirs.update({paths["purelib"], paths["platlib"]})
+    dirs.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return tuple(sorted({os.path.normcase(os.path.abspath(d)) + os.sep for d in dirs if d}))
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths["stdlib"], paths["platstdlib"]}
+    for prefix in {sys.base_prefix, sys.base_exec_prefix}:
+        dirs.add(os.path.join(prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}"))
+    return tuple(sorted({os.path.normcase(os.path.abspath(d)) + os.sep for d in dirs if d}))
+
+
+def _matches(module: str, patterns: tuple[str, ...]) -> bool:
+    """A pattern matches the module itself and, for a package, everything below it."""
+    return any(fnmatchcase(module, p) or fnmatchcase(module, p + ".*") for p in patterns)
+
+
+def detect_entry_package() -> str | None:
+    """The top-level package that provides the program's entry point, if any.
+
+    ``python -m shop.api`` gives ``shop``; a console script ``shop-serve`` whose entry
+    point is ``shop.cli:main`` gives ``shop``. Tools that run other code (pytest,
+    uvicorn, ...) are not the application and give ``None``.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name: str | None = getattr(spec, "name", None)
+    if not name and sys.argv and sys.argv[0]:
+        name = _console_script_module(os.path.basename(sys.argv[0]))
+    if not name:
+        return None
+    top = name.split(".")[0]
+    return None if top in TOOL_PACKAGES else top
+
+
+def _console_script_module(script: str) -> str | None:
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="console_scripts"):
+            if ep.name == script:
+                return ep.value.split(":")[0].strip()
+    except Exception:
+        return None
+    return None
+
+
+class Scope:
+    """Classifies code objects as in or out of scope and caches a :class:`CodeInfo` each."""
+
+    def __init__(
+        self,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        idle_functions: tuple[str, ...] = (),
+        entry_package: str | None = None,
+    ) -> None:
+        self.include = include
+        self.exclude = exclude
+        self.entry_package = entry_package if entry_package not in TOOL_PACKAGES else None
+        self._rules = IdleRules(idle_functions)
+        self._third_party = _third_party_dirs()
+        self._stdlib = _stdlib_dirs()
+        self._stdlib_names = frozenset(sys.stdlib_module_names)
+        self._cache: dict[CodeType, CodeInfo] = {}
+
+    def info(self, code: CodeType, module: str) -> CodeInfo:
+        """The cached facts about ``code``; ``module`` is its frame's ``__name__``."""
+        found = self._cache.get(code)
+        if found is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()  # dynamically generated code; start over rather than grow
+            found = self._cache[code] = self._classify(code, module)
+        return found
+
+    def in_scope(self, module: str, filename: str) -> bool:
+        """SPEC "in scope": the application's code, not the stdlib's, ours, or a dependency's."""
+        if module == "spangap" or module.startswith("spangap."):
+            return False
+        if self.exclude and _matches(module, self.exclude):
+            return False
+        if self.include and _matches(module, self.include):
+            return True
+        top = module.split(".")[0]
+        if self.entry_package is not None and top == self.entry_package:
+            return True
+        path = os.path.normcase(os.path.abspath(filename)) if not filename.startswith("<") else ""
+        if path.startswith(_OWN_DIR + os.sep):
+            return False
+        if path and path.startswith(self._third_party):
+            return False
+        if filename.startswith("<frozen") or (path and path.startswith(self._stdlib)):
+            return False
+        if not path:  # "<string>", "<stdin>": judge by module name alone
+            return top not in self._stdlib_names or module == "__main__"
+        return True
+
+    def _classify(self, code: CodeType, module: str) -> CodeInfo:
+        qualname = getattr(code, "co_qualname", code.co_name)
+        in_scope = self.in_scope(module, code.co_filename)
+        countable = in_scope and code.co_name not in _NOT_OPERATIONS
+        info = CodeInfo(
+            module, qualname, code.co_filename, code.co_firstlineno, in_scope, countable, 0
+        )
+        info.idle = self._rules.classify(info.site)
+        return info

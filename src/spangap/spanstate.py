@@ -1,0 +1,190 @@
+"""Reading whether each thread has an active span, judged in the context it is executing.
+
+SPEC "active span": ``trace.get_current_span()`` in the executing context returns a span
+whose span context is valid (a sampled-out span counts). The sampler runs in its own
+thread, so it cannot just call ``get_current_span()``: it must look at *another* thread's
+executing context, including one entered with ``contextvars.Context.run``.
+
+Two readers:
+
+* :class:`NativeReader` reads ``PyThreadState.context`` of every thread through the
+  ``spangap._native`` C extension. Exact in every case, including ``Context.run``.
+* :class:`HookReader` is the pure-Python fallback: it wraps OpenTelemetry's runtime
+  context ``attach``/``detach`` and remembers each thread's last attached context.
+  Blind spots (documented in the README): a context entered with ``Context.run``
+  without an ``attach`` inside it (``asyncio.to_thread``, anyio/Starlette thread pools,
+  ``copy_context().run``) is not seen, so such work looks dark; several asyncio tasks
+  interleaving on one thread share one answer; contexts set on the ContextVar directly
+  are not seen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
+from opentelemetry.trace.propagation import _SPAN_KEY
+
+
+class SpanStateReader(Protocol):
+    """Answers, for a set of threads, which of them execute under an active span."""
+
+    name: str
+
+    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
+        """Ids, among ``thread_ids``, whose executing context has an active span."""
+        ...
+
+    def close(self) -> None:
+        """Undo anything installed into the process."""
+        ...
+
+
+def span_is_active(otel_ctx: object) -> bool:
+    """True when an OpenTelemetry ``Context`` holds a span with a valid span context."""
+    if not isinstance(otel_ctx, dict):
+        return False
+    span = otel_ctx.get(_SPAN_KEY)
+    if not isinstance(span, Span):
+        return False
+    return bool(span.get_span_context().is_valid)
+
+
+def active_span_of(otel_ctx: object) -> Span | None:
+    """The active span held by an OpenTelemetry ``Context``, or None."""
+    if not isinstance(otel_ctx, dict):
+        return None
+    span = otel_ctx.get(_SPAN_KEY)
+    if isinstance(span, Span) and span.get_span_context().is_valid:
+        return span
+    return None
+
+
+def _runtime_context_var() -> Any:
+    """The ContextVar in which OpenTelemetry keeps its current Context, or None."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    return getattr(runtime, "_current_context", None)
+
+
+class NativeReader:
+    """Exact reader: each thread's ``PyThreadState.context``, via the C extension."""
+
+    name = "native"
+
+    def __init__(self) -> None:
+        from . import _native
+
+        var = _runtime_context_var()
+        if var is None:
+            raise RuntimeError("OpenTelemetry's runtime context is not the contextvars one")
+        self._thread_values: Callable[[Any], dict[int, object]] = _native.thread_values
+        self._var = var
+        # Per thread: the last OpenTelemetry Context object seen and the answer for it.
+        # Contexts are immutable, so the same object always gives the same answer; the
+        # reference we hold keeps its id from being reused.
+        self._last: dict[int, tuple[object, bool]] = {}
+
+    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
+        values = self._thread_values(self._var)
+        last = self._last
+        spanned: set[int] = set()
+        for tid in thread_ids:
+            ctx = values.get(tid)
+            if ctx is None:
+                continue
+            cached = last.get(tid)
+            if cached is not None and cached[0] is ctx:
+                active = cached[1]
+            else:
+                active = span_is_active(ctx)
+                last[tid] = (ctx, active)
+            if active:
+                spanned.add(tid)
+        if len(last) > 4 * max(len(values), 16):
+            for tid in [t for t in last if t not in values]:
+                del last[tid]
+        return spanned
+
+    def context_of(self, thread_id: int) -> object:
+        """The OpenTelemetry Context a thread executes (for diagnostics and tests)."""
+        return self._thread_values(self._var).get(thread_id)
+
+    def close(self) -> None:
+        self._last.clear()
+
+
+class HookReader:
+    """Fallback reader: remembers the context each thread last attached or detached to.
+
+    The wrappers run on the application's own thread inside ``context.attach`` and
+    ``context.detach``; they only read the resulting current context and store it in a
+    dict, and can neither raise into the caller nor change what it attaches.
+    """
+
+    name = "python"
+
+    def __init__(self) -> None:
+        runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+        if runtime is None:
+            raise RuntimeError("OpenTelemetry's runtime context is not available")
+        self._runtime = runtime
+        self._by_thread: dict[int, object] = {}
+        self._orig_attach = runtime.attach
+        self._orig_detach = runtime.detach
+        by_thread = self._by_thread
+        get_ident = threading.get_ident
+        get_current = runtime.get_current
+        orig_attach, orig_detach = self._orig_attach, self._orig_detach
+
+        def attach(ctx: Any) -> Any:
+            token = orig_attach(ctx)
+            try:  # noqa: SIM105 - cheaper than contextlib.suppress on the app's hot path
+                by_thread[get_ident()] = get_current()
+            except Exception:
+                pass
+            return token
+
+        def detach(token: Any) -> None:
+            orig_detach(token)
+            try:  # noqa: SIM105
+                by_thread[get_ident()] = get_current()
+            except Exception:
+                pass
+
+        self._attach, self._detach = attach, detach
+        runtime.attach = attach
+        runtime.detach = detach
+
+    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
+        by_thread = self._by_thread
+        ids = set(thread_ids)
+        for tid in [t for t in by_thread if t not in ids]:
+            by_thread.pop(tid, None)  # thread ended; its id may be reused
+        return {tid for tid in ids if span_is_active(by_thread.get(tid))}
+
+    def close(self) -> None:
+        # Restore only if nobody wrapped the methods after us; otherwise leave the
+        # (harmless) wrappers in place rather than break the other wrapper.
+        attrs = self._runtime.__dict__
+        if attrs.get("attach") is self._attach and attrs.get("detach") is self._detach:
+            del attrs["attach"], attrs["detach"]
+
+
+def native_available() -> bool:
+    try:
+        from . import _native  # noqa: F401
+    except ImportError:
+        return False
+    return _runtime_context_var() is not None
+
+
+def make_reader(choice: str) -> SpanStateReader:
+    """Build the reader for the ``context_reader`` option: "auto", "native" or "python"."""
+    if choice == "python":
+        return HookReader()
+    if choice == "native":
+        return NativeReader()
+    return NativeReader() if native_available() else HookReader()

@@ -1,0 +1,407 @@
+"""The call tracker: turns a series of stack samples into uninstrumented operations.
+
+Each sample gives, per thread, its innermost frame and whether its executing context has
+an active span. A call is followed by the identity of its frame object: it is alive from
+the first sample whose stack holds the frame to the last one. The tracker keeps the
+previous sample's frames (so their ``id()`` cannot be reused while compared) and walks
+each new stack only from the leaf up to the first frame it already knows.
+
+A tracked call ends when its frame is gone. It is an uninstrumented operation (SPEC)
+when it is an in-scope function, was dark at every sample that saw it, was not idle at
+every sample, and its estimated duration reaches the threshold. Duration is estimated
+as first-seen to last-seen plus half of the sampling gap on each side, each half capped at
+a quarter of the threshold. The cap is what makes short calls safe whatever the gaps:
+a call of at most threshold/2 spans less than threshold/2 between its first and last
+sample, so its estimate stays under the threshold and it is never counted. (Gaps grow
+when CPU-bound threads hold the GIL: an in-process sampler waits its turn for it.)
+
+Nothing here takes locks or allocates per unchanged frame: this runs on every tick.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+
+from .callee import CalleeNames
+from .idle import IDLE, WORK
+from .scope import CodeInfo, Scope
+
+NO_SPAN = "no_span"
+CONTEXT_LOST = "context_lost"
+
+_WAIT_LOG_LIMIT = 4096
+_EXAMPLE_DEPTH = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One uninstrumented operation: a completed dark call of an in-scope function."""
+
+    site: str
+    file: str
+    line: int
+    cause: str
+    duration_s: float  # estimated wall time of the call
+    dark_s: float  # the part of it that was not idle
+    self_s: float  # dark_s minus time inside counted child operations
+    caller: str | None
+    thread: str
+    waited_in: str | None
+    end_time: float
+    example_stack: tuple[str, ...] | None
+    lost_from: Mapping[str, str] | None = None
+
+
+class _Call:
+    """A tracked in-scope call that has been dark at every sample so far."""
+
+    __slots__ = (
+        "cause",
+        "child_s",
+        "example",
+        "first_seen",
+        "gap_before",
+        "info",
+        "lost_from",
+        "nonidle_start",
+        "sample_start",
+        "wait_start",
+    )
+
+    def __init__(
+        self,
+        info: CodeInfo,
+        first_seen: float,
+        gap_before: float,
+        sample_start: int,
+        nonidle_start: int,
+        wait_start: int,
+        cause: str,
+        lost_from: Mapping[str, str] | None,
+    ) -> None:
+        self.info = info
+        self.first_seen = first_seen
+        self.gap_before = gap_before
+        self.sample_start = sample_start
+        self.nonidle_start = nonidle_start
+        self.wait_start = wait_start
+        self.child_s = 0.0
+        self.cause = cause
+        self.lost_from = lost_from
+        self.example: tuple[str, ...] | None = None
+
+
+class _ThreadTrack:
+    """What the tracker remembers about one thread between samples."""
+
+    __slots__ = (
+        "calls",
+        "idle",
+        "index",
+        "infos",
+        "inscope",
+        "name",
+        "nonidle",
+        "prev_time",
+        "samples",
+        "stack",
+        "wait",
+        "wait_base",
+        "waits",
+    )
+
+    def __init__(self, name: str, now: float) -> None:
+        self.stack: list[FrameType] = []  # root -> leaf, frames of the previous sample
+        self.infos: list[CodeInfo] = []  # parallel to stack
+        self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
+        self.index: dict[int, int] = {}  # id(frame) -> position in stack
+        self.prev_time = now
+        self.samples = 0
+        self.nonidle = 0
+        self.inscope = 0  # number of in-scope frames on the stack
+        self.idle = False
+        self.wait: str | None = None
+        self.waits: list[str | None] = []
+        self.wait_base = 0
+        self.name = name
+
+
+class CallTracker:
+    """Follows every thread's calls across samples and emits completed operations."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        threshold_s: float,
+        interval_s: float,
+        emit: Callable[[Operation], None],
+        thread_name: Callable[[int], str],
+        wants_example: Callable[[str], bool] = lambda site: False,
+        lost_context: Callable[[int], Mapping[str, str] | None] = lambda tid: None,
+    ) -> None:
+        self._scope = scope
+        self._threshold = threshold_s
+        self._interval = interval_s
+        self._half_cap = threshold_s / 4.0
+        self._emit = emit
+        self._thread_name = thread_name
+        self._wants_example = wants_example
+        self._lost_context = lost_context
+        self._callees = CalleeNames()
+        self._tracks: dict[int, _ThreadTrack] = {}
+        # Coverage accumulated since the last call to take_coverage().
+        self._in_scope_s = 0.0
+        self._spanned_s = 0.0
+
+    # -- public ---------------------------------------------------------------------------
+
+    def observe(self, frames: Mapping[int, FrameType], spanned: set[int], now: float) -> None:
+        """Take one sample: ``frames`` maps thread id -> innermost frame."""
+        tracks = self._tracks
+        for tid, leaf in frames.items():
+            track = tracks.get(tid)
+            if track is None:
+                track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
+            self._observe_thread(tid, track, leaf, tid in spanned, now)
+        for tid in [t for t in tracks if t not in frames]:
+            self._end_thread(tracks.pop(tid), now)
+
+    def finish(self, now: float) -> None:
+        """End every tracked call as of the last sample (used when the detector stops)."""
+        for track in self._tracks.values():
+            self._end_thread(track, now, completed=False)
+        self._tracks.clear()
+
+    def forget(self) -> None:
+        """Drop all state without emitting anything (after an internal error)."""
+        self._tracks.clear()
+
+    def take_coverage(self) -> tuple[float, float]:
+        """(in-scope seconds, spanned seconds) sampled since the previous call."""
+        result = (self._in_scope_s, self._spanned_s)
+        self._in_scope_s = self._spanned_s = 0.0
+        return result
+
+    @property
+    def thread_count(self) -> int:
+        return len(self._tracks)
+
+    # -- one thread -----------------------------------------------------------------------
+
+    def _observe_thread(
+        self, tid: int, track: _ThreadTrack, leaf: FrameType, spanned: bool, now: float
+    ) -> None:
+        stack = track.stack
+        changed = not stack or stack[-1] is not leaf
+        if changed:
+            keep, new = self._walk(track, leaf)
+            if keep < len(stack):
+                self._end_calls(track, keep, now)
+            if spanned:
+                self._taint(track)
+            if new:
+                self._push(tid, track, new, spanned, now)
+            track.idle = self._is_idle(track)
+        elif spanned and track.calls and any(track.calls):
+            self._taint(track)
+
+        idle = track.idle
+        weight = min(now - track.prev_time, 2 * self._interval) if track.samples else self._interval
+        if not idle and track.inscope:
+            self._in_scope_s += weight
+            if spanned:
+                self._spanned_s += weight
+        # The wait log holds, per sample, where a dark non-idle thread was waiting.
+        if idle or spanned:
+            wait = None
+        elif changed or track.wait is None:
+            wait = track.wait = self._wait_name(track, leaf)
+        else:
+            wait = track.wait
+        waits = track.waits
+        waits.append(wait)
+        if len(waits) > _WAIT_LOG_LIMIT:
+            drop = _WAIT_LOG_LIMIT // 2
+            del waits[:drop]
+            track.wait_base += drop
+        track.samples += 1
+        if not idle:
+            track.nonidle += 1
+        track.prev_time = now
+
+    def _walk(self, track: _ThreadTrack, leaf: FrameType) -> tuple[int, list[FrameType]]:
+        """Frames new since the last sample (leaf first), and how many old ones remain."""
+        stack, index = track.stack, track.index
+        new: list[FrameType] = []
+        frame: FrameType | None = leaf
+        while frame is not None:
+            pos = index.get(id(frame))
+            # A generator's frame can be resumed by a different caller: only trust the
+            # known part of the stack if the frame's parent is also the one we knew.
+            if (
+                pos is not None
+                and stack[pos] is frame
+                and (pos == 0 or frame.f_back is stack[pos - 1])
+            ):
+                return pos + 1, new
+            new.append(frame)
+            frame = frame.f_back
+        return 0, new
+
+    def _push(
+        self, tid: int, track: _ThreadTrack, new: list[FrameType], spanned: bool, now: float
+    ) -> None:
+        scope = self._scope
+        stack, infos, calls, index = track.stack, track.infos, track.calls, track.index
+        gap_before = now - track.prev_time if track.samples else self._interval
+        cause, lost_from = NO_SPAN, None
+        if not spanned:
+            lost_from = self._lost_context(tid)
+            if lost_from is not None:
+                cause = CONTEXT_LOST
+        for frame in reversed(new):
+            code = frame.f_code
+            info = scope.info(code, frame.f_globals.get("__name__") or "?")
+            call = None
+            if info.countable and not spanned:
+                call = _Call(
+                    info,
+                    now,
+                    gap_before,
+                    track.samples,
+                    track.nonidle,
+                    track.wait_base + len(track.waits),
+                    cause,
+                    lost_from,
+                )
+                if self._wants_example(info.site):
+                    call.example = _example(stack, infos, frame, info)
+            index[id(frame)] = len(stack)
+            stack.append(frame)
+            infos.append(info)
+            calls.append(call)
+            if info.in_scope:
+                track.inscope += 1
+
+    def _taint(self, track: _ThreadTrack) -> None:
+        """A spanned sample: nothing on this stack can be an uninstrumented operation."""
+        calls = track.calls
+        for i, call in enumerate(calls):
+            if call is not None:
+                calls[i] = None
+
+    def _is_idle(self, track: _ThreadTrack) -> bool:
+        """Idle when, between the leaf and the innermost in-scope frame (inclusive), the
+        outermost function that is an idle or work wait is an idle one."""
+        infos = track.infos
+        i = len(infos) - 1
+        while i > 0 and not infos[i].in_scope:
+            i -= 1
+        for info in infos[max(i, 0) :]:
+            if info.idle == IDLE:
+                return True
+            if info.idle == WORK:
+                return False
+        return False
+
+    def _wait_name(self, track: _ThreadTrack, leaf: FrameType) -> str | None:
+        """The out-of-scope function (or callee of the leaf) where this sample sits."""
+        info = track.infos[-1] if track.infos else None
+        if info is None:
+            return None
+        if not info.in_scope:
+            return info.display
+        name = self._callees.name_at(leaf.f_code, leaf.f_lasti)
+        return name or None
+
+    # -- ends -----------------------------------------------------------------------------
+
+    def _end_thread(self, track: _ThreadTrack, now: float, completed: bool = True) -> None:
+        if completed:
+            self._end_calls(track, 0, now)
+
+    def _end_calls(self, track: _ThreadTrack, keep: int, now: float) -> None:
+        """Calls at positions >= keep have returned since the previous sample."""
+        stack, infos, calls, index = track.stack, track.infos, track.calls, track.index
+        for pos in range(len(stack) - 1, keep - 1, -1):
+            call = calls[pos]
+            if call is not None:
+                self._complete(track, pos, call, now)
+            index.pop(id(stack[pos]), None)
+            if infos[pos].in_scope:
+                track.inscope -= 1
+        del stack[keep:], infos[keep:], calls[keep:]
+
+    def _complete(self, track: _ThreadTrack, pos: int, call: _Call, now: float) -> None:
+        last_seen = track.prev_time
+        half = self._half_cap
+        duration = (
+            (last_seen - call.first_seen)
+            + min(call.gap_before / 2, half)
+            + min((now - last_seen) / 2, half)
+        )
+        samples = track.samples - call.sample_start
+        nonidle = track.nonidle - call.nonidle_start
+        parent = _nearest_call(track.calls, pos)
+        if nonidle <= 0 or samples <= 0 or duration < self._threshold:
+            if parent is not None:
+                parent.child_s += call.child_s  # pass counted descendants' time upward
+            return
+        dark = duration * nonidle / samples
+        self_s = max(0.0, dark - call.child_s)
+        if parent is not None:
+            parent.child_s += dark
+        info = call.info
+        self._emit(
+            Operation(
+                site=info.site,
+                file=info.file,
+                line=info.line,
+                cause=call.cause,
+                duration_s=duration,
+                dark_s=dark,
+                self_s=self_s,
+                caller=_nearest_in_scope(track.infos, pos),
+                thread=track.name,
+                waited_in=_most_common(track, call.wait_start),
+                end_time=last_seen,
+                example_stack=call.example,
+                lost_from=call.lost_from,
+            )
+        )
+
+
+def _nearest_call(calls: list[_Call | None], pos: int) -> _Call | None:
+    for i in range(pos - 1, -1, -1):
+        call = calls[i]
+        if call is not None:
+            return call
+    return None
+
+
+def _nearest_in_scope(infos: list[CodeInfo], pos: int) -> str | None:
+    for i in range(pos - 1, -1, -1):
+        if infos[i].in_scope:
+            return infos[i].site
+    return None
+
+
+def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
+    start = max(0, wait_start - track.wait_base)
+    counts = Counter(w for w in track.waits[start:] if w is not None)
+    if not counts:
+        return None
+    return counts.most_common(1)[0][0]
+
+
+def _example(
+    stack: list[FrameType], infos: list[CodeInfo], frame: FrameType, info: CodeInfo
+) -> tuple[str, ...]:
+    """Root-to-leaf code locations of a call (names and lines only, never values)."""
+    pairs = zip(stack, infos, strict=True)
+    items = [f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs]
+    items.append(f"{info.site} ({frame.f_code.co_filename}:{frame.f_lineno})")
+    return tuple(items[-_EXAMPLE_DEPTH:])
