@@ -59,7 +59,11 @@ def _call_names(code: CodeType) -> dict[int, str]:
         if ins.opname in _CALLS:
             name = _callee_before(instructions, i)
             if name:
-                names[ins.offset] = name
+                # While a Python callee runs, 3.11 leaves f_lasti on the CALL's last
+                # inline-cache entry, so every offset up to the next instruction maps.
+                end = instructions[i + 1].offset if i + 1 < len(instructions) else ins.offset + 2
+                for offset in range(ins.offset, end, 2):
+                    names[offset] = name
     return names
 
 

@@ -8,6 +8,7 @@ runs it and returns the exit code. Errors a person can fix are reported as one l
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import runpy
@@ -17,10 +18,13 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from spangap.render import FORMATS, SORT_KEYS, render
 from spangap.snapshot import Snapshot, SnapshotError
+
+if TYPE_CHECKING:
+    from spangap.detector import GapDetector
 
 PROG = "gapreport"
 EXIT_USAGE = 2
@@ -260,14 +264,34 @@ def _run_run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     try:
         exit_code = _execute(target)
-    finally:
+    except BaseException:
         detector.stop()
+        raise
+    # Like ``python script.py``, the program is not over when its main code returns:
+    # the interpreter still joins its non-daemon threads and shuts its executors down,
+    # and their work belongs in the report. Exit hooks run after that.
+    atexit.register(_finish_run, detector, args, snapshot_path, shown_path, start_dir)
+    return exit_code
+
+
+def _finish_run(
+    detector: GapDetector,
+    args: argparse.Namespace,
+    snapshot_path: str,
+    shown_path: str,
+    start_dir: str,
+) -> None:
+    """Stop the detector, save the snapshot and print the report (at interpreter exit)."""
+    detector.stop()
     snapshot = detector.snapshot()
-    snapshot.save(snapshot_path)
+    try:
+        snapshot.save(snapshot_path)
+    except (OSError, SnapshotError) as exc:
+        _fail(f"run: could not write the snapshot: {exc}")
+        return
     if os.getcwd() != start_dir:
         shown_path = snapshot_path  # the program moved; a relative path would mislead
     _print_run_report(snapshot, args, shown_path)
-    return exit_code
 
 
 def _print_run_report(snapshot: Snapshot, args: argparse.Namespace, path: str) -> None:

@@ -130,6 +130,14 @@ def _coverage_phrase(totals: Totals) -> str:
     )
 
 
+def _sampler_cost(sampler_cpu: float, process_cpu: object) -> str:
+    """The sampler's CPU, in proportion to the whole process's when that is known."""
+    text = f"sampler CPU {sampler_cpu:,.2f} s"
+    if isinstance(process_cpu, int | float) and process_cpu > 0:
+        text += f" ({sampler_cpu / process_cpu:.1%} of the process)"
+    return text
+
+
 def settings_line(snapshot: Snapshot) -> str:
     """How the run was measured, so that a reader can judge the numbers above it."""
     settings, totals = snapshot.settings, snapshot.totals
@@ -137,7 +145,7 @@ def settings_line(snapshot: Snapshot) -> str:
         f"threshold {_setting_ms(settings.get('threshold_ms'))} ms",
         f"sampled every {_setting_ms(settings.get('interval_ms'))} ms",
         _plural(totals.samples, "sample"),
-        f"sampler CPU {totals.sampler_cpu_seconds:,.2f} s",
+        _sampler_cost(totals.sampler_cpu_seconds, snapshot.program.get("cpu_seconds")),
     ]
     if totals.internal_errors:
         parts.append(_plural(totals.internal_errors, "internal error"))

@@ -1,0 +1,110 @@
+"""Helpers shared by the benchmark scripts: child processes, ground-truth imports, tables.
+
+Every measurement runs in a fresh child process: a detector is once per process and
+leaves hooks and metrics behind, so two settings measured in one process would disturb
+each other. The child prints one JSON line as its last line of output; the parent reads
+only that line, so stray output from the workload cannot corrupt the result.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS_DIR = ROOT / "tests"
+CHILD_TIMEOUT_S = 600.0
+
+
+def use_ground_truth() -> None:
+    """Make ``tests/gt_workloads.py`` importable (it is test code, not an installed module)."""
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.insert(0, str(TESTS_DIR))
+
+
+def run_child(script: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script --one <json>`` in a fresh interpreter and return its JSON result.
+
+    A failing child stops the whole benchmark with its stderr: a silently missing
+    measurement would make the table lie.
+    """
+    cmd = [sys.executable, script, "--one", json.dumps(args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"benchmark child failed (exit {proc.returncode}): {args}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The child's side of :func:`run_child`: print the result as the last line."""
+    print(json.dumps(result), flush=True)
+
+
+def run_in_threads(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` in ``count`` threads that start together, and re-raise any failure.
+
+    This runner lives outside the detector's scope on purpose: the ground-truth
+    module's own ``run_threads`` is in scope, so its ``join`` would show up as one more
+    dark operation that is not part of the workload.
+    """
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            barrier.wait()
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, name=f"bench-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def median(values: Sequence[float]) -> float:
+    """Median that tolerates an empty input (NaN), so one missing value shows as n/a."""
+    clean = [v for v in values if v == v]
+    return statistics.median(clean) if clean else float("nan")
+
+
+def pct(value: float, digits: int = 1, signed: bool = False) -> str:
+    """A ratio as a percentage, or "n/a" when it could not be measured."""
+    if value != value:
+        return "n/a"
+    return f"{value * 100:+.{digits}f}%" if signed else f"{value * 100:.{digits}f}%"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain-text table: text columns left-aligned, numeric columns right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(w) if right else cell.ljust(w)
+            for cell, w, right in zip(cells, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def _is_number(cell: str) -> bool:
+    return cell == "n/a" or (bool(cell) and (cell[0].isdigit() or cell[0] in "+-"))

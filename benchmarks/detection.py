@@ -1,0 +1,274 @@
+"""Detection quality: does spangap count the dark calls that really happened, and only those?
+
+Runs the ground-truth workloads of ``tests/gt_workloads.py`` in N threads at once under a
+detector, then compares the detector's per-site counts with the durations the workloads
+recorded themselves. One row per setting (sampling interval, span-state reader, thread
+count, load); each row is measured ``--repeats`` times in fresh child processes and the
+medians are printed, because a single run on a small, shared machine is noisy.
+
+Usage::
+
+    python benchmarks/detection.py            # full run, a few minutes
+    python benchmarks/detection.py --quick    # small self-test, well under a minute
+
+See benchmarks/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from _common import emit, format_table, median, pct, run_child, run_in_threads, use_ground_truth
+
+THRESHOLD_MS = 10.0
+THRESHOLD_S = THRESHOLD_MS / 1000.0
+INTERVALS_MS = (2.0, 5.0)
+DEFAULT_INTERVAL_MS = 5.0
+READERS = ("native", "python")
+THREAD_COUNTS = (4, 16)
+MODULE = "gt_workloads"
+
+#: Sites whose every call is dark: each call >= the threshold should be counted once.
+DARK_SITES = tuple(
+    f"{MODULE}:{name}"
+    for name in ("dark_sleep", "dark_socket", "dark_outer", "dark_inner", "dark_before_span")
+)
+DARK_CPU_SITE = f"{MODULE}:dark_cpu"
+DARK_SLEEP_SITE = f"{MODULE}:dark_sleep"
+DARK_SHORT_SITE = f"{MODULE}:dark_short"
+
+
+def is_never_countable(site: str) -> bool:
+    """Sites that must never be counted: spanned work, partly spanned work, short calls."""
+    name = site.partition(":")[2]
+    return site.startswith(f"{MODULE}:") and (
+        name.startswith("spanned_") or name in ("partly_spanned", "dark_short")
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: what the child process runs and how the detector is set."""
+
+    interval_ms: float
+    reader: str
+    threads: int
+    contended: bool
+    rounds: int
+
+    @property
+    def load(self) -> str:
+        return "cpu-contended" if self.contended else "mixed"
+
+
+# --- child: one measurement ------------------------------------------------------------
+
+
+def thread_body(gt: Any, address: tuple[str, int], setting: Setting) -> None:
+    """The per-thread workload mix, repeated ``rounds`` times.
+
+    The python reader only sees spans attached through OpenTelemetry's own attach (its
+    documented blind spot is a span carried by ``Context.run``), so the carried-span
+    workload runs only under the native reader.
+    """
+    for _ in range(setting.rounds):
+        if setting.contended:
+            gt.dark_cpu()
+        gt.dark_sleep()
+        gt.dark_socket(address)
+        gt.dark_outer(2)
+        gt.partly_spanned()  # its helper dark_before_span is dark; the rest is spanned
+        gt.dark_short()
+        gt.spanned_cm()
+        gt.spanned_decorated()
+        gt.spanned_sampled_out()
+        if setting.reader == "native":
+            gt.spanned_carried_into_thread()
+
+
+def real_calls(recorded: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """Recorded real durations grouped by site."""
+    by_site: dict[str, list[float]] = {}
+    for site, seconds in recorded:
+        by_site.setdefault(site, []).append(seconds)
+    return by_site
+
+
+def snapshot_p50(snapshot: Any, site: str) -> float:
+    """The snapshot's median duration for ``site`` (its most frequent cause), or NaN."""
+    stats = [s for s in snapshot.sites if s.site == site]
+    if not stats:
+        return float("nan")
+    return float(max(stats, key=lambda s: s.count).p50_seconds)
+
+
+def measure(setting: Setting) -> dict[str, Any]:
+    """Run the workload under a detector in this (fresh) process and summarise it."""
+    use_ground_truth()
+    import prometheus_client
+
+    import gt_workloads as gt
+    import spangap
+
+    server = gt.DelayServer()
+    gt.RECORDED.clear()
+    start = time.perf_counter()
+    detector = spangap.enable_gap_detector(
+        registry=prometheus_client.CollectorRegistry(),
+        include=[MODULE],
+        interval_ms=setting.interval_ms,
+        threshold_ms=THRESHOLD_MS,
+        context_reader=setting.reader,
+    )
+    run_in_threads(lambda: thread_body(gt, server.address, setting), setting.threads)
+    detector.stop()
+    wall = time.perf_counter() - start
+    server.close()
+
+    counted: dict[str, int] = {}
+    for (site, _cause), count in detector.operation_counts().items():
+        counted[site] = counted.get(site, 0) + count
+    real = real_calls(list(gt.RECORDED))
+    snapshot = detector.snapshot()
+    return {
+        "counted": counted,
+        "real": {
+            site: {
+                "calls": len(durations),
+                "ge_threshold": sum(d >= THRESHOLD_S for d in durations),
+                "ge_2x_threshold": sum(d >= 2 * THRESHOLD_S for d in durations),
+            }
+            for site, durations in real.items()
+        },
+        "dark_sleep_real_median_s": median(real.get(DARK_SLEEP_SITE, [])),
+        "dark_sleep_p50_s": snapshot_p50(snapshot, DARK_SLEEP_SITE),
+        "samples": snapshot.totals.samples,
+        "sampler_cpu_s": snapshot.totals.sampler_cpu_seconds,
+        "wall_s": wall,
+    }
+
+
+# --- parent: metrics and the table -----------------------------------------------------
+
+
+def row_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The table's figures for one measurement (see README for the definitions)."""
+    counted: dict[str, int] = result["counted"]
+    real: dict[str, dict[str, int]] = result["real"]
+    dark_sites = [s for s in (*DARK_SITES, DARK_CPU_SITE) if s in real]
+    long_calls = sum(real[s]["ge_2x_threshold"] for s in dark_sites)
+    # Capped per site, so an over-count at one site cannot hide misses at another.
+    found = sum(min(counted.get(s, 0), real[s]["ge_2x_threshold"]) for s in dark_sites)
+    countable = sum(real[s]["ge_threshold"] for s in dark_sites)
+    excess = sum(max(0, counted.get(s, 0) - real[s]["ge_threshold"]) for s in dark_sites)
+    wall = result["wall_s"]
+    return {
+        "dark_calls": float(long_calls),
+        "recall": found / long_calls if long_calls else float("nan"),
+        "over_count": excess / countable if countable else float("nan"),
+        "false_pos": float(sum(n for s, n in counted.items() if is_never_countable(s))),
+        "short_slow": float(real.get(DARK_SHORT_SITE, {}).get("ge_threshold", 0)),
+        "dur_err": result["dark_sleep_p50_s"] / result["dark_sleep_real_median_s"] - 1.0,
+        "samples_per_s": result["samples"] / wall,
+        "sampler_cpu": result["sampler_cpu_s"] / wall,
+    }
+
+
+def settings(rounds: int) -> list[Setting]:
+    """Every interval x reader x thread count, then the CPU-contended rows at the default
+    interval (kept apart: there the sampler waits for the GIL behind CPU-bound threads)."""
+    rows = [
+        Setting(interval, reader, threads, False, rounds)
+        for interval in INTERVALS_MS
+        for reader in READERS
+        for threads in THREAD_COUNTS
+    ]
+    rows += [
+        Setting(DEFAULT_INTERVAL_MS, reader, threads, True, rounds)
+        for reader in READERS
+        for threads in THREAD_COUNTS
+    ]
+    return rows
+
+
+def measure_all(rows: list[Setting], repeats: int) -> list[list[dict[str, float]]]:
+    """Measure every row ``repeats`` times, one child process each.
+
+    Repeats are the outer loop, so a slow patch of the machine hits every row a little
+    instead of one row entirely.
+    """
+    results: list[list[dict[str, float]]] = [[] for _ in rows]
+    for repeat in range(repeats):
+        for i, setting in enumerate(rows):
+            label = f"{setting.interval_ms:g}ms {setting.reader} N={setting.threads} {setting.load}"
+            print(f"[{repeat + 1}/{repeats}] {label}", file=sys.stderr, flush=True)
+            results[i].append(row_metrics(run_child(__file__, asdict(setting))))
+    return results
+
+
+HEADERS = (
+    "interval",
+    "reader",
+    "threads",
+    "load",
+    "dark calls",
+    "recall",
+    "over-count",
+    "false pos",
+    "short>=thr",
+    "dur err",
+    "samples/s",
+    "sampler CPU",
+)
+
+
+def format_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
+    """One table row: the median of each figure over the repeats."""
+    m = {key: median([r[key] for r in runs]) for key in runs[0]}
+    return [
+        f"{setting.interval_ms:g} ms",
+        setting.reader,
+        str(setting.threads),
+        setting.load,
+        f"{m['dark_calls']:.0f}",
+        pct(m["recall"]),
+        pct(m["over_count"]),
+        f"{m['false_pos']:g}",
+        f"{m['short_slow']:g}",
+        pct(m["dur_err"], signed=True),
+        f"{m['samples_per_s']:.0f}",
+        pct(m["sampler_cpu"]),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, help="workload rounds per thread (default 15)")
+    parser.add_argument("--repeats", type=int, help="runs per row, medians shown (default 3)")
+    parser.add_argument("--quick", action="store_true", help="small self-test: 3 rounds, 1 run")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON setting
+    args = parser.parse_args(argv)
+    if args.one:
+        emit(measure(Setting(**json.loads(args.one))))
+        return
+    rounds = args.rounds or (3 if args.quick else 15)
+    repeats = args.repeats or (1 if args.quick else 3)
+    rows = settings(rounds)
+    started = time.perf_counter()
+    results = measure_all(rows, repeats)
+    print(
+        f"spangap detection quality: threshold {THRESHOLD_MS:g} ms, {rounds} rounds per "
+        f"thread, median of {repeats} run(s) per row, Python {platform.python_version()}"
+    )
+    print(format_table(HEADERS, [format_row(s, r) for s, r in zip(rows, results, strict=True)]))
+    print(f"total time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

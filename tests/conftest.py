@@ -1,0 +1,56 @@
+"""Shared fixtures: a real OpenTelemetry SDK, and detectors on private registries."""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+import spangap
+from spangap.detector import GapDetector
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests run like a service that configured the SDK at start-up.
+if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    trace.set_tracer_provider(TracerProvider())
+
+
+@pytest.fixture
+def start_detector() -> Iterator[Callable[..., GapDetector]]:
+    """Start a detector on a fresh registry; it is stopped after the test either way."""
+    started: list[GapDetector] = []
+
+    def start(**options: Any) -> GapDetector:
+        options.setdefault("registry", CollectorRegistry())
+        detector = spangap.enable_gap_detector(**options)
+        started.append(detector)
+        return detector
+
+    yield start
+    for detector in started:
+        detector.stop()
+
+
+@pytest.fixture
+def recorded() -> Iterator[list[tuple[str, float]]]:
+    """The ground-truth log of workload calls, emptied for each test."""
+    import gt_workloads
+
+    gt_workloads.RECORDED.clear()
+    yield gt_workloads.RECORDED
+    gt_workloads.RECORDED.clear()
+
+
+def counts_by_site(detector: GapDetector) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    for (site, _cause), n in detector.operation_counts().items():
+        counts[site] += n
+    return counts

@@ -1,0 +1,131 @@
+"""``gapreport run``: the program behaves exactly as under plain Python, and the report
+names its dark functions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from spangap.snapshot import Snapshot
+
+PROGRAM = """
+    import sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+    tracer = trace.get_tracer("prog")
+
+    def load_rows(n):
+        time.sleep(0.03)
+        return list(range(n))
+
+    def spanned_handler(n):
+        with tracer.start_as_current_span("handler"):
+            time.sleep(0.03)
+            return n * 2
+
+    def late_worker():
+        time.sleep(0.2)
+        for _ in range(3):
+            load_rows(3)
+        print("late worker done")
+
+    def main():
+        threading.Thread(target=late_worker).start()  # outlives main()
+        pool = ThreadPoolExecutor(2)
+        total = sum(len(f.result()) for f in [pool.submit(load_rows, i) for i in range(6)])
+        total += sum(spanned_handler(i) for i in range(5))
+        print("total", total, "args", sys.argv[1:])
+        return int(sys.argv[1]) if len(sys.argv) > 1 else 0
+
+    if __name__ == "__main__":
+        sys.exit(main())
+"""
+
+
+def write_program(tmp_path: Path) -> Path:
+    path = tmp_path / "prog.py"
+    path.write_text(textwrap.dedent(PROGRAM))
+    return path
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+
+
+def gapreport(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "spangap.cli", *args], cwd)
+
+
+def test_program_output_and_exit_code_are_unchanged(tmp_path: Path) -> None:
+    prog = write_program(tmp_path)
+    plain = run([sys.executable, str(prog), "3", "--flag"], tmp_path)
+    under = gapreport("run", "--snapshot", "s.json", str(prog), "3", "--flag", cwd=tmp_path)
+    assert plain.returncode == under.returncode == 3
+    assert under.stdout == plain.stdout
+    assert "late worker done" in under.stdout and "args ['3', '--flag']" in under.stdout
+
+
+def test_report_names_the_dark_functions_only(tmp_path: Path) -> None:
+    prog = write_program(tmp_path)
+    proc = gapreport("run", "--snapshot", "s.json", str(prog), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "__main__:load_rows" in proc.stderr
+    assert "spanned_handler" not in proc.stderr
+    assert all(len(line) <= 80 for line in proc.stderr.splitlines())
+    snap = Snapshot.load(tmp_path / "s.json")
+    counts = {s.site: s.count for s in snap.sites}
+    # 6 pool jobs plus 3 calls from a thread that ran after main() had returned.
+    assert counts["__main__:load_rows"] == 9
+    assert "__main__:spanned_handler" not in counts
+    assert "gapreport show s.json" in proc.stderr
+
+
+def test_run_module(tmp_path: Path) -> None:
+    pkg = tmp_path / "shopapp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(
+        "import time\n\ndef fetch():\n    time.sleep(0.03)\n\nfor _ in range(4):\n    fetch()\n"
+    )
+    proc = gapreport("run", "--snapshot", "m.json", "-m", "shopapp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    counts = {s.site: s.count for s in Snapshot.load(tmp_path / "m.json").sites}
+    assert counts == {"__main__:fetch": 4}
+
+
+def test_uncaught_exception_keeps_python_behaviour(tmp_path: Path) -> None:
+    prog = tmp_path / "boom.py"
+    prog.write_text("print('before')\nraise ValueError('boom')\n")
+    plain = run([sys.executable, str(prog)], tmp_path)
+    under = gapreport("run", "--quiet", "--snapshot", "b.json", str(prog), cwd=tmp_path)
+    assert plain.returncode == under.returncode == 1
+    assert under.stdout == plain.stdout == "before\n"
+    assert "ValueError: boom" in under.stderr
+
+
+def test_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    prog = write_program(tmp_path)
+    proc = gapreport("run", "--interval-ms", "50", str(prog), cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gapreport: interval_ms:")
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_script_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = gapreport("run", "nope.py", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,82 @@
+"""Scope: the application's code is in scope; the stdlib, dependencies and spangap are not."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+
+import opentelemetry.trace
+import pytest
+
+import spangap.tracker
+from spangap.scope import Scope, detect_entry_package
+
+
+def info(scope: Scope, func, module: str | None = None):
+    return scope.info(func.__code__, module or func.__module__)
+
+
+def app_function() -> None:
+    pass
+
+
+def test_default_scope() -> None:
+    scope = Scope()
+    assert info(scope, app_function).in_scope  # the tests are application code
+    assert not info(scope, json.dumps).in_scope  # stdlib
+    assert not info(scope, queue.Queue.get).in_scope
+    assert not info(scope, opentelemetry.trace.get_current_span).in_scope  # dependency
+    assert not info(scope, pytest.approx).in_scope
+    assert not info(scope, spangap.tracker.CallTracker.observe).in_scope  # ourselves
+
+
+def test_site_names_are_module_and_qualname() -> None:
+    site = info(Scope(), queue.Queue.get)
+    assert site.site == "queue:Queue.get"
+    assert site.line == queue.Queue.get.__code__.co_firstlineno
+    assert os.path.samefile(site.file, queue.__file__)
+
+
+def test_include_and_exclude_override_the_default() -> None:
+    scope = Scope(include=["opentelemetry.trace"], exclude=["test_scope"])
+    assert info(scope, opentelemetry.trace.get_current_span).in_scope
+    assert not info(scope, app_function).in_scope
+    # A package glob also covers its submodules; exclude wins over include.
+    scope = Scope(include=["opentelemetry"], exclude=["opentelemetry.trace"])
+    assert not info(scope, opentelemetry.trace.get_current_span).in_scope
+    assert Scope(include=["opentelemetry"]).in_scope("opentelemetry.sdk.trace", "/x.py")
+
+
+def test_the_entry_package_is_in_scope_even_when_installed() -> None:
+    scope = Scope(entry_package="opentelemetry")
+    assert info(scope, opentelemetry.trace.get_current_span).in_scope
+
+
+def test_a_tool_that_runs_the_application_is_not_the_application() -> None:
+    scope = Scope(entry_package="pytest")
+    assert scope.entry_package is None
+    assert not info(scope, pytest.approx).in_scope
+
+
+def test_entry_package_of_this_run_is_not_pytest() -> None:
+    assert detect_entry_package() is None
+
+
+def test_module_bodies_and_comprehensions_are_not_operations() -> None:
+    scope = Scope()
+    code = compile("x = 1", os.path.abspath(__file__), "exec")
+    module_info = scope.info(code, "test_scope")
+    assert module_info.in_scope and not module_info.countable
+    assert info(scope, app_function).countable
+
+
+def test_idle_waits_are_marked() -> None:
+    from spangap.idle import IDLE, WORK
+
+    scope = Scope(idle_functions=["test_scope:app_*"])
+    assert info(scope, queue.Queue.get).idle == IDLE
+    assert info(scope, app_function).idle == IDLE  # a user-named idle function
+    import concurrent.futures
+
+    assert info(scope, concurrent.futures.Future.result).idle == WORK
