@@ -7,6 +7,7 @@ through PYENV_VERSION, so the same command works there and on a plain machine.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -28,7 +29,7 @@ def _expose_pyenv_versions() -> None:
     for wanted in PYTHONS:
         matches = [v for v in installed if v.startswith(wanted + ".")]
         if matches and not any(v.startswith(wanted + ".") for v in current):
-            current.append(max(matches, key=lambda v: [int(x) for x in v.split(".")[:3]]))
+            current.append(max(matches, key=lambda v: [int(x) for x in re.findall(r"\d+", v)]))
     if current:
         os.environ["PYENV_VERSION"] = ":".join(current)
 

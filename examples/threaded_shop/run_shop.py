@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -26,7 +26,7 @@ from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from werkzeug.serving import make_server
 
 from shop.app import create_app
@@ -36,32 +36,24 @@ from shop.services import Services
 PRICES_READY_TIMEOUT_S = 5.0
 
 
-class JsonLinesSpanExporter(SpanExporter):
-    """Writes each finished span as one JSON object per line."""
+def configure_tracing(spans_file: Path) -> tuple[TracerProvider, IO[str]]:
+    """A real SDK pipeline: batch processor, spans written as one JSON object a line.
 
-    def __init__(self, out: IO[str]) -> None:
-        self._out = out
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with self._lock:
-            for span in spans:
-                self._out.write(span.to_json(indent=None) + "\n")
-            self._out.flush()
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._out.close()
-
-
-def configure_tracing(spans_file: Path) -> TracerProvider:
+    The SDK's own ConsoleSpanExporter does the writing, so exporting runs in SDK code on
+    the processor's thread, as it would with an OTLP exporter.
+    """
+    out = spans_file.open("w", encoding="utf-8")
+    exporter = ConsoleSpanExporter(out=out, formatter=_json_line)
     provider = TracerProvider(resource=Resource.create({"service.name": "threaded-shop"}))
-    exporter = JsonLinesSpanExporter(spans_file.open("a", encoding="utf-8"))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     RequestsInstrumentor().instrument()
-    return provider
+    return provider, out
+
+
+def _json_line(span: ReadableSpan) -> str:
+    line: str = span.to_json(indent=None)
+    return line + "\n"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -85,12 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored; install the default handler so that SIGINT always stops the server.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
 
     spans_file = args.spans_file
     if spans_file is None:
-        spans_file = Path(tempfile.mkstemp(prefix="threaded-shop-spans-", suffix=".jsonl")[1])
-    provider = configure_tracing(spans_file)
+        fd, name = tempfile.mkstemp(prefix="threaded-shop-spans-", suffix=".jsonl")
+        os.close(fd)
+        spans_file = Path(name)
+    provider, spans_out = configure_tracing(spans_file)
     data_dir = tempfile.mkdtemp(prefix="threaded-shop-")
     db_path = str(Path(data_dir) / "shop.sqlite3")
     create_database(db_path)
@@ -112,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass  # interrupted before the server started serving
     finally:
         services.close()
-        provider.shutdown()
+        provider.shutdown()  # flushes the spans still in the batch processor
+        spans_out.close()
         shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 

@@ -116,6 +116,7 @@ class Aggregate:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._sites: dict[tuple[str, str], _SiteAggregate] = {}
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
         self._bound = SiteBound(options.max_sites)
         self._rng = random.Random(0x5EED)
         self._wall_offset = time.time() - time.perf_counter()
@@ -144,13 +145,20 @@ class Aggregate:
                 agg = self._sites[key] = _SiteAggregate(file, line)
             agg.add(op, self._rng)
             self.operations += 1
-        m = self._metrics
-        m.operations.labels(label, op.cause).inc()
-        m.seconds.labels(label, op.cause).inc(op.dark_s)
-        m.self_seconds.labels(label, op.cause).inc(op.self_s)
-        m.duration.labels(label, op.cause).observe(op.duration_s)
+        children = self._children.get(key)
+        if children is None:  # labels() is a locked lookup: resolve each series once
+            m = self._metrics
+            children = self._children[key] = (
+                m.operations.labels(*key), m.seconds.labels(*key),
+                m.self_seconds.labels(*key), m.duration.labels(*key),
+            )
+        operations, seconds, self_seconds, duration = children
+        operations.inc()
+        seconds.inc(op.dark_s)
+        self_seconds.inc(op.self_s)
+        duration.observe(op.duration_s)
         if newly_dropped:
-            m.sites_dropped.inc()
+            self._metrics.sites_dropped.inc()
 
     def add_tick(self, now: float, in_scope_s: float, spanned_s: float, cpu_s: float) -> None:
         """Account one sampler tick: coverage seconds and the sampler's own CPU."""

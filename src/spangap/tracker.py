@@ -98,25 +98,16 @@ class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
     __slots__ = (
-        "calls",
-        "idle",
-        "index",
-        "infos",
-        "inscope",
-        "name",
-        "nonidle",
-        "prev_time",
-        "samples",
-        "stack",
-        "wait",
-        "wait_base",
-        "waits",
+        "calls", "idle", "index", "infos", "inscope", "leaf", "live", "name", "nonidle",
+        "prev_time", "samples", "stack", "wait", "wait_base", "waits",
     )
 
     def __init__(self, name: str, now: float) -> None:
         self.stack: list[FrameType] = []  # root -> leaf, frames of the previous sample
         self.infos: list[CodeInfo] = []  # parallel to stack
         self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
+        self.leaf: FrameType | None = None  # stack[-1], kept apart for the fast path
+        self.live = 0  # number of non-None entries in calls
         self.index: dict[int, int] = {}  # id(frame) -> position in stack
         self.prev_time = now
         self.samples = 0
@@ -152,6 +143,7 @@ class CallTracker:
         self._lost_context = lost_context
         self._callees = CalleeNames()
         self._tracks: dict[int, _ThreadTrack] = {}
+        self._last_tick = 0.0
         # Coverage accumulated since the last call to take_coverage().
         self._in_scope_s = 0.0
         self._spanned_s = 0.0
@@ -159,15 +151,42 @@ class CallTracker:
     # -- public ---------------------------------------------------------------------------
 
     def observe(self, frames: Mapping[int, FrameType], spanned: set[int], now: float) -> None:
-        """Take one sample: ``frames`` maps thread id -> innermost frame."""
+        """Take one sample: ``frames`` maps thread id -> innermost frame.
+
+        Written for the common case: most threads' leaf frame is the one seen last time
+        (blocked, idle, or looping in one function), which costs two identity checks.
+        """
         tracks = self._tracks
+        interval = self._interval
+        weight = min(now - self._last_tick, 2 * interval) if self._last_tick else interval
+        self._last_tick = now
+        in_scope_s = spanned_s = 0.0
         for tid, leaf in frames.items():
             track = tracks.get(tid)
             if track is None:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
-            self._observe_thread(tid, track, leaf, tid in spanned, now)
-        for tid in [t for t in tracks if t not in frames]:
-            self._end_thread(tracks.pop(tid), now)
+            is_spanned = tid in spanned
+            changed = track.leaf is not leaf
+            if changed:
+                self._restructure(tid, track, leaf, is_spanned, now)
+            elif is_spanned and track.live:
+                self._taint(track)
+            track.samples += 1
+            track.prev_time = now
+            if track.idle:
+                continue
+            track.nonidle += 1
+            if track.inscope:
+                in_scope_s += weight
+                if is_spanned:
+                    spanned_s += weight
+            if track.live:  # dark (a spanned sample leaves nothing live) and tracked
+                self._log_wait(track, leaf, changed)
+        self._in_scope_s += in_scope_s
+        self._spanned_s += spanned_s
+        if len(tracks) > len(frames):
+            for tid in [t for t in tracks if t not in frames]:
+                self._end_thread(tracks.pop(tid), now)
 
     def finish(self, now: float) -> None:
         """End every tracked call as of the last sample (used when the detector stops)."""
@@ -191,46 +210,30 @@ class CallTracker:
 
     # -- one thread -----------------------------------------------------------------------
 
-    def _observe_thread(
+    def _restructure(
         self, tid: int, track: _ThreadTrack, leaf: FrameType, spanned: bool, now: float
     ) -> None:
-        stack = track.stack
-        changed = not stack or stack[-1] is not leaf
-        if changed:
-            keep, new = self._walk(track, leaf)
-            if keep < len(stack):
-                self._end_calls(track, keep, now)
-            if spanned:
-                self._taint(track)
-            if new:
-                self._push(tid, track, new, spanned, now)
-            track.idle = self._is_idle(track)
-        elif spanned and track.calls and any(track.calls):
+        """The leaf changed: end the calls that returned, push the new ones."""
+        keep, new = self._walk(track, leaf)
+        if keep < len(track.stack):
+            self._end_calls(track, keep, now)
+        if spanned and track.live:
             self._taint(track)
+        if new:
+            self._push(tid, track, new, spanned, now)
+        track.leaf = leaf
+        track.idle = self._is_idle(track)
 
-        idle = track.idle
-        weight = min(now - track.prev_time, 2 * self._interval) if track.samples else self._interval
-        if not idle and track.inscope:
-            self._in_scope_s += weight
-            if spanned:
-                self._spanned_s += weight
-        # The wait log holds, per sample, where a dark non-idle thread was waiting.
-        if idle or spanned:
-            wait = None
-        elif changed or track.wait is None:
-            wait = track.wait = self._wait_name(track, leaf)
-        else:
-            wait = track.wait
+    def _log_wait(self, track: _ThreadTrack, leaf: FrameType, changed: bool) -> None:
+        """Note where this dark, non-idle sample sits (one entry per such sample)."""
+        if changed or track.wait is None:
+            track.wait = self._wait_name(track, leaf)
         waits = track.waits
-        waits.append(wait)
+        waits.append(track.wait)
         if len(waits) > _WAIT_LOG_LIMIT:
             drop = _WAIT_LOG_LIMIT // 2
             del waits[:drop]
             track.wait_base += drop
-        track.samples += 1
-        if not idle:
-            track.nonidle += 1
-        track.prev_time = now
 
     def _walk(self, track: _ThreadTrack, leaf: FrameType) -> tuple[int, list[FrameType]]:
         """Frames new since the last sample (leaf first), and how many old ones remain."""
@@ -279,6 +282,7 @@ class CallTracker:
                 )
                 if self._wants_example(info.site):
                     call.example = _example(stack, infos, frame, info)
+                track.live += 1
             index[id(frame)] = len(stack)
             stack.append(frame)
             infos.append(info)
@@ -292,6 +296,7 @@ class CallTracker:
         for i, call in enumerate(calls):
             if call is not None:
                 calls[i] = None
+        track.live = 0
 
     def _is_idle(self, track: _ThreadTrack) -> bool:
         """Idle when, between the leaf and the innermost in-scope frame (inclusive), the
@@ -329,11 +334,13 @@ class CallTracker:
         for pos in range(len(stack) - 1, keep - 1, -1):
             call = calls[pos]
             if call is not None:
+                track.live -= 1
                 self._complete(track, pos, call, now)
             index.pop(id(stack[pos]), None)
             if infos[pos].in_scope:
                 track.inscope -= 1
         del stack[keep:], infos[keep:], calls[keep:]
+        track.leaf = stack[-1] if stack else None
 
     def _complete(self, track: _ThreadTrack, pos: int, call: _Call, now: float) -> None:
         last_seen = track.prev_time
