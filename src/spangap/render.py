@@ -100,7 +100,25 @@ def _qualname(site: str) -> str:
 
 
 def _shorten_left(text: str, width: int) -> str:
-    """Cut from the left: the end of a dotted name is the part that tells sites apart."""
+    """Fit a dotted name into ``width`` keeping what tells names apart: the function and
+    its module's last part. Leading packages shrink to initials first
+    (``shop.reports:build_report`` -> ``s.reports:build_report``); only then is the
+    name cut from the left."""
+    if len(text) <= width:
+        return text
+    head, sep, tail = text.rpartition(":") if ":" in text else ("", "", text)
+    if sep:
+        packages = head.split(".")
+        for i in range(len(packages) - 1):
+            packages[i] = packages[i][:1]
+            shorter = ".".join(packages) + sep + tail
+            if len(shorter) <= width:
+                return shorter
+        text = ".".join(packages) + sep + tail
+    else:
+        parts = text.split(".")
+        if len(parts) > 2 and len(".".join(parts[-2:])) <= width:
+            return ".".join(parts[-2:])  # waited in: "SocketIO.readinto", "cursor.execute"
     if len(text) <= width:
         return text
     return "…" + text[len(text) - width + 1 :]
@@ -247,9 +265,26 @@ def _legend(snapshot: Snapshot) -> str:
 
 
 def _table_lines(rows: list[list[str]], width: int) -> list[str]:
+    """One line per site when everything fits; otherwise "waited in" moves to an
+    indented second line, so that the site keeps its whole name (what people act on)."""
     titles = [c.short for c in _COLUMNS]
     widths = _fit_widths([titles, *rows], width)
-    return [_format_row(cells, widths) for cells in [titles, *rows]]
+    full = [max(len(row[i]) for row in [titles, *rows]) for i in (_SITE, _WAITED)]
+    if [widths[_SITE], widths[_WAITED]] == full:
+        return [_format_row(cells, widths) for cells in [titles, *rows]]
+    widths = [max(len(row[i]) for row in [titles, *rows]) for i in range(len(_COLUMNS))]
+    widths[_WAITED] = 0
+    fixed = sum(w for i, w in enumerate(widths) if i != _SITE)
+    visible = sum(1 for w in widths if w) - 1
+    widths[_SITE] = max(len(_COLUMNS[_SITE].short), width - fixed - len(_GAP) * visible)
+    indent = " " * (widths[0] + len(_GAP) + 2)
+    lines = [_format_row(titles, widths)]
+    for cells in rows:
+        lines.append(_format_row(cells, widths))
+        if cells[_WAITED]:
+            room = width - len(indent) - len("waited in ")
+            lines.append(f"{indent}waited in {_shorten_left(cells[_WAITED], room)}")
+    return lines
 
 
 def _fit_widths(rows: list[list[str]], width: int) -> list[int]:
