@@ -149,8 +149,10 @@ class Aggregate:
         if children is None:  # labels() is a locked lookup: resolve each series once
             m = self._metrics
             children = self._children[key] = (
-                m.operations.labels(*key), m.seconds.labels(*key),
-                m.self_seconds.labels(*key), m.duration.labels(*key),
+                m.operations.labels(*key),
+                m.seconds.labels(*key),
+                m.self_seconds.labels(*key),
+                m.duration.labels(*key),
             )
         operations, seconds, self_seconds, duration = children
         operations.inc()

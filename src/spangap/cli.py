@@ -14,6 +14,7 @@ import os
 import runpy
 import shutil
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -366,9 +367,157 @@ def _exit_code(code: object) -> int:
     return 1
 
 
+# --- top -------------------------------------------------------------------------------
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _add_top_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        f"{PROG} top (--url http://HOST:PORT/metrics | --prometheus http://HOST:9090 "
+        "[--range 1h] [--selector '{job=\"api\"}']) [--watch SECONDS] [options]"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", metavar="URL", help="one process: its /metrics page")
+    source.add_argument(
+        "--prometheus", metavar="URL", help="the fleet: a Prometheus server that scrapes it"
+    )
+    parser.add_argument(
+        "--range", default="1h", metavar="DURATION", help="with --prometheus: window (default 1h)"
+    )
+    parser.add_argument(
+        "--selector",
+        metavar="'{LABEL=\"VALUE\"}'",
+        help="with --prometheus: label matchers, e.g. '{job=\"api\"}'",
+    )
+    parser.add_argument(
+        "--watch", type=_positive_seconds, metavar="SECONDS", help="redraw every SECONDS"
+    )
+    parser.add_argument("--prefix", default="", help="the detector's metric_prefix")
+    parser.add_argument(
+        "--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS", help="per request"
+    )
+    _add_report_arguments(parser)
+
+
+def _run_top(args: argparse.Namespace) -> int:
+    from spangap import live
+    from spangap.promql import PromQLError, check_duration, parse_selector
+
+    try:
+        if args.url is not None:
+            if args.selector is not None or args.range != "1h":
+                raise CliError("top: --range and --selector go with --prometheus, not --url")
+            live.check_url(args.url, "--url")
+
+            def read() -> Snapshot:
+                return live.read_metrics(args.url, args.prefix, args.timeout)
+
+        else:
+            window = check_duration(args.range)
+            matchers = parse_selector(args.selector) if args.selector else ""
+            live.check_url(args.prometheus, "--prometheus")
+
+            def read() -> Snapshot:
+                return live.read_prometheus(
+                    args.prometheus, window, matchers, args.prefix, args.timeout
+                )
+
+        snapshot = read()
+    except (live.SourceError, PromQLError) as exc:
+        raise CliError(f"top: {exc}") from None
+    if args.watch is None:
+        sys.stdout.write(_top_report(snapshot, args, watching=False))
+        sys.stdout.flush()
+        return 0
+    return _watch(read, snapshot, args)
+
+
+def _top_report(snapshot: Snapshot, args: argparse.Namespace, watching: bool) -> str:
+    from spangap.live import describe
+
+    report = _report(snapshot, args, sys.stdout)
+    if args.format == "json":
+        return report
+    heading = describe(snapshot)
+    if watching:
+        heading += time.strftime(" · %H:%M:%S", time.localtime(snapshot.created_unix))
+    return f"{heading}\n{report}"
+
+
+def _watch(
+    read: Callable[[], Snapshot], snapshot: Snapshot | None, args: argparse.Namespace
+) -> int:
+    """Redraw like ``top`` until Ctrl-C; an endpoint that stops answering is retried."""
+    from spangap.live import SourceError
+
+    # Clearing is for a terminal; in a pipe or file, frames follow one another.
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            if snapshot is not None:
+                frame = _top_report(snapshot, args, watching=True)
+                sys.stdout.write(clear + frame + ("" if clear else "\n"))
+                sys.stdout.flush()
+            time.sleep(args.watch)
+            try:
+                snapshot = read()
+            except SourceError as exc:
+                print(f"{PROG}: top: {exc} (retrying every {args.watch:g} s)", file=sys.stderr)
+                snapshot = None
+    except KeyboardInterrupt:
+        return 0
+
+
+# --- dashboard -------------------------------------------------------------------------
+
+
+def _add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    from spangap.dashboard import DEFAULT_TITLE
+
+    parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    parser.add_argument(
+        "--datasource",
+        metavar="NAME|UID",
+        help="default Prometheus data source (default: Grafana's default one)",
+    )
+    parser.add_argument("--title", default=DEFAULT_TITLE, help=f"default: {DEFAULT_TITLE!r}")
+    parser.add_argument("--prefix", default="", help="the detectors' metric_prefix")
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from spangap.dashboard import dashboard_json
+
+    text = dashboard_json(title=args.title, datasource=args.datasource, prefix=args.prefix)
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("run", "run a Python program under the detector", _add_run_arguments, _run_run),
     Command("show", "show a saved snapshot", _add_show_arguments, _run_show),
+    Command(
+        "top",
+        "the worst dark sites of a live process or of a fleet in Prometheus",
+        _add_top_arguments,
+        _run_top,
+    ),
+    Command(
+        "dashboard", "write the Grafana dashboard JSON", _add_dashboard_arguments, _run_dashboard
+    ),
 )
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def build_dashboard(
     ).auto_panel_ids()
 
 
-def dashboard_json(title: str = DEFAULT_TITLE, datasource: str | None = None, prefix: str = "") -> str:
+def dashboard_json(
+    title: str = DEFAULT_TITLE, datasource: str | None = None, prefix: str = ""
+) -> str:
     """The dashboard as stable JSON text: sorted keys, two-space indent, final newline."""
     dashboard = build_dashboard(title=title, datasource=datasource, prefix=prefix)
     generated = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
@@ -145,7 +147,9 @@ def _ranking_table(queries: Queries) -> Any:
         PromTarget("C", queries.self_seconds_by_site(RANGE), table=True),
         PromTarget("D", queries.quantile_by_site(P95, RANGE), table=True),
     ]
-    values = {f"Value #{t.ref_id}": column for t, column in zip(targets, TABLE_COLUMNS, strict=True)}
+    values = {
+        f"Value #{t.ref_id}": column for t, column in zip(targets, TABLE_COLUMNS, strict=True)
+    }
     order = ["site", "cause", *values]
     return G.Table(
         title="Where the dark time goes: sites by dark seconds over the time range",
@@ -280,7 +284,14 @@ PANEL_KEYS = frozenset(
     }
 )
 # Variable keys that only interval variables or the tag feature removed in Grafana 7 use.
-_OBSOLETE_VARIABLE_KEYS = ("auto", "auto_count", "auto_min", "tagValuesQuery", "tagsQuery", "useTags")
+_OBSOLETE_VARIABLE_KEYS = (
+    "auto",
+    "auto_count",
+    "auto_min",
+    "tagValuesQuery",
+    "tagsQuery",
+    "useTags",
+)
 
 
 def _to_model(generated: dict[str, Any], datasource: str | None) -> dict[str, Any]:

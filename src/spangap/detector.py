@@ -14,12 +14,14 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import start_http_server
 
 from .aggregate import Aggregate
+from .handoff import HandoffWatcher
 from .metrics import metric_set
 from .options import Options, resolve_options
 from .sampler import Sampler
 from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
-from .spanstate import make_reader
+from .spanstate import make_reader, runtime_context_var
+from .tasks import TaskSampler, tasks_supported
 from .tracker import CallTracker
 
 log = logging.getLogger("spangap")
@@ -78,6 +80,7 @@ class GapDetector:
             entry_package=entry or detect_entry_package(),
         )
         self._reader = make_reader(options.context_reader)
+        self._handoff = HandoffWatcher(self._scope)
         self._tracker = CallTracker(
             self._scope,
             options.threshold_s,
@@ -85,9 +88,17 @@ class GapDetector:
             emit=self._aggregate.record,
             thread_name=_thread_name,
             wants_example=self._aggregate.wants_example,
+            lost_context=self._handoff.lost_context,
         )
+        var = runtime_context_var()
+        tasks = TaskSampler(var) if var is not None and tasks_supported() else None
         self._sampler = Sampler(
-            self._tracker, self._reader, self._aggregate, options.interval_s, self._periodic
+            self._tracker,
+            self._reader,
+            self._aggregate,
+            options.interval_s,
+            self._periodic,
+            tasks,
         )
         self._server: Any = None
         self._started = time.perf_counter()
@@ -106,6 +117,7 @@ class GapDetector:
             )
         self._metrics.interval.set(self.options.interval_s)
         self._running = True
+        self._handoff.install()
         self._sampler.start()
         atexit.register(self._at_exit)
 
@@ -117,6 +129,7 @@ class GapDetector:
                 return
             self._running = False
             self._sampler.stop()
+            self._handoff.uninstall()
             self._reader.close()
             self._warn_if_no_sdk(force=True)
             self._update_gauges()

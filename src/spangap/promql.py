@@ -35,7 +35,9 @@ def parse_selector(text: str) -> str:
 def check_duration(text: str) -> str:
     """``text`` if it is a Prometheus duration (``90s``, ``1h``, ``1h30m``), else PromQLError."""
     if not _DURATION.match(text):
-        raise PromQLError(f"range must be a Prometheus duration such as 15m, 1h or 1d, not {text!r}")
+        raise PromQLError(
+            f"range must be a Prometheus duration such as 15m, 1h or 1d, not {text!r}"
+        )
     return text
 
 
@@ -72,6 +74,10 @@ class MetricNames:
     @property
     def sampler_cpu(self) -> str:
         return f"{self.prefix}spangap_sampler_cpu_seconds_total"
+
+    @property
+    def sampler_interval(self) -> str:
+        return f"{self.prefix}spangap_sampler_interval_seconds"
 
     @property
     def samples(self) -> str:

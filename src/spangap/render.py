@@ -159,9 +159,13 @@ def _sampler_cost(sampler_cpu: float, process_cpu: object) -> str:
 def settings_line(snapshot: Snapshot) -> str:
     """How the run was measured, so that a reader can judge the numbers above it."""
     settings, totals = snapshot.settings, snapshot.totals
-    parts = [
-        f"threshold {_setting_ms(settings.get('threshold_ms'))} ms",
-        f"sampled every {_setting_ms(settings.get('interval_ms'))} ms",
+    parts = []
+    # A snapshot file always has both; a live report knows only what the metrics say.
+    if "threshold_ms" in settings:
+        parts.append(f"threshold {_setting_ms(settings.get('threshold_ms'))} ms")
+    if "interval_ms" in settings:
+        parts.append(f"sampled every {_setting_ms(settings.get('interval_ms'))} ms")
+    parts += [
         _plural(totals.samples, "sample"),
         _sampler_cost(totals.sampler_cpu_seconds, snapshot.program.get("cpu_seconds")),
     ]
@@ -176,6 +180,8 @@ def settings_line(snapshot: Snapshot) -> str:
 
 
 def _no_sites_line(snapshot: Snapshot) -> str:
+    if "threshold_ms" not in snapshot.settings:
+        return "no uninstrumented operations were seen"
     threshold = _setting_ms(snapshot.settings.get("threshold_ms"))
     return f"no uninstrumented operations of {threshold} ms or more were seen"
 
@@ -343,7 +349,7 @@ def _advice(shown: list[SiteStats], width: int) -> list[str]:
 def _advice_no_span(site: SiteStats, width: int) -> list[str]:
     text = (
         f"{site.site} ran {_plural(site.count, 'time')} ({_seconds(site.total_seconds)} s) "
-        f"with no span anywhere above it. Open a span inside it ({site.file}:{site.line}), "
+        f"with no span anywhere above it. Open a span inside it{_location(site)}, "
         "so that every caller is covered:"
     )
     return [
@@ -352,6 +358,11 @@ def _advice_no_span(site: SiteStats, width: int) -> list[str]:
         *_span_snippet(_qualname(site.site), width),
         "",
     ]
+
+
+def _location(site: SiteStats) -> str:
+    """`` (file:line)``; empty for sites read from metrics, which carry no location."""
+    return f" ({site.file}:{site.line})" if site.file else ""
 
 
 def _span_snippet(name: str, width: int) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from .aggregate import Aggregate
 from .spanstate import SpanStateReader
+from .tasks import TaskSampler
 from .tracker import CallTracker
 
 log = logging.getLogger("spangap")
@@ -34,8 +35,10 @@ class Sampler:
         aggregate: Aggregate,
         interval_s: float,
         periodic: Callable[[float], None],
+        tasks: TaskSampler | None = None,
     ) -> None:
         self._tracker = tracker
+        self._tasks = tasks
         self._reader = reader
         self._aggregate = aggregate
         self._interval = interval_s
@@ -104,9 +107,11 @@ class Sampler:
             frames = sys._current_frames()
             if exclude is not None:
                 frames.pop(exclude, None)
+            tasks, done = self._tasks.sample(frames) if self._tasks else ([], {})
             spanned = self._reader.spanned_threads(frames.keys())
             self._tracker.observe(frames, spanned, now)
-            del frames
+            self._tracker.observe_tasks(tasks, done, now)
+            del frames, tasks
             in_scope, spanned_s = self._tracker.take_coverage()
             cpu_end = time.thread_time()
             self._aggregate.add_tick(now, in_scope, spanned_s, max(0.0, cpu_end - cpu_start))

@@ -63,7 +63,7 @@ def active_span_of(otel_ctx: object) -> Span | None:
     return None
 
 
-def _runtime_context_var() -> Any:
+def runtime_context_var() -> Any:
     """The ContextVar in which OpenTelemetry keeps its current Context, or None."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     return getattr(runtime, "_current_context", None)
@@ -77,7 +77,7 @@ class NativeReader:
     def __init__(self) -> None:
         from . import _native
 
-        var = _runtime_context_var()
+        var = runtime_context_var()
         if var is None:
             raise RuntimeError("OpenTelemetry's runtime context is not the contextvars one")
         self._thread_values: Callable[[Any], dict[int, object]] = _native.thread_values
@@ -178,7 +178,7 @@ def native_available() -> bool:
         from . import _native  # noqa: F401
     except ImportError:
         return False
-    return _runtime_context_var() is not None
+    return runtime_context_var() is not None
 
 
 def make_reader(choice: str) -> SpanStateReader:

@@ -28,6 +28,7 @@ from types import FrameType
 from .callee import CalleeNames
 from .idle import IDLE, WORK
 from .scope import CodeInfo, Scope
+from .tasks import TaskSample
 
 NO_SPAN = "no_span"
 CONTEXT_LOST = "context_lost"
@@ -98,8 +99,22 @@ class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
     __slots__ = (
-        "calls", "idle", "index", "infos", "inscope", "leaf", "live", "name", "nonidle",
-        "prev_time", "samples", "stack", "wait", "wait_base", "waits",
+        "calls",
+        "idle",
+        "index",
+        "infos",
+        "inscope",
+        "leaf",
+        "live",
+        "name",
+        "nonidle",
+        "prev_time",
+        "samples",
+        "spanned",
+        "stack",
+        "wait",
+        "wait_base",
+        "waits",
     )
 
     def __init__(self, name: str, now: float) -> None:
@@ -108,6 +123,7 @@ class _ThreadTrack:
         self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
         self.leaf: FrameType | None = None  # stack[-1], kept apart for the fast path
         self.live = 0  # number of non-None entries in calls
+        self.spanned = False  # at the last sample (tasks reuse it while they do not move)
         self.index: dict[int, int] = {}  # id(frame) -> position in stack
         self.prev_time = now
         self.samples = 0
@@ -143,6 +159,7 @@ class CallTracker:
         self._lost_context = lost_context
         self._callees = CalleeNames()
         self._tracks: dict[int, _ThreadTrack] = {}
+        self._task_tracks: dict[int, _ThreadTrack] = {}
         self._last_tick = 0.0
         # Coverage accumulated since the last call to take_coverage().
         self._in_scope_s = 0.0
@@ -171,32 +188,53 @@ class CallTracker:
                 self._restructure(tid, track, leaf, is_spanned, now)
             elif is_spanned and track.live:
                 self._taint(track)
-            track.samples += 1
-            track.prev_time = now
-            if track.idle:
-                continue
-            track.nonidle += 1
-            if track.inscope:
+            coverage = self._account(track, leaf, changed, is_spanned, now)
+            if coverage:
                 in_scope_s += weight
-                if is_spanned:
+                if coverage > 1:
                     spanned_s += weight
-            if track.live:  # dark (a spanned sample leaves nothing live) and tracked
-                self._log_wait(track, leaf, changed)
         self._in_scope_s += in_scope_s
         self._spanned_s += spanned_s
         if len(tracks) > len(frames):
             for tid in [t for t in tracks if t not in frames]:
                 self._end_thread(tracks.pop(tid), now)
 
-    def finish(self, now: float) -> None:
-        """End every tracked call as of the last sample (used when the detector stops)."""
-        for track in self._tracks.values():
-            self._end_thread(track, now, completed=False)
-        self._tracks.clear()
+    def observe_tasks(
+        self, samples: list[TaskSample], done: Mapping[int, bool], now: float
+    ) -> None:
+        """Take one sample of asyncio tasks. A sample with no frames is a task that did
+        not move since it was last seen; ``done`` maps ended tasks to whether they
+        completed (a cancelled task's calls were interrupted, not completed)."""
+        tracks = self._task_tracks
+        interval = self._interval
+        for sample in samples:
+            track = tracks.get(sample.key)
+            if track is None:
+                if not sample.frames:
+                    continue
+                track = tracks[sample.key] = _ThreadTrack(sample.name, now)
+            weight = min(now - track.prev_time, 2 * interval) if track.samples else interval
+            changed = bool(sample.frames) and sample.frames[-1] is not track.leaf
+            if sample.frames:
+                track.spanned = sample.spanned
+                if changed:
+                    self._restructure_list(sample.key, track, sample.frames, now)
+                elif sample.spanned and track.live:
+                    self._taint(track)
+            coverage = self._account(track, track.leaf, changed, track.spanned, now)
+            if coverage:
+                self._in_scope_s += weight
+                if coverage > 1:
+                    self._spanned_s += weight
+        for key, completed in done.items():
+            track = tracks.pop(key, None)
+            if track is not None and completed:
+                self._end_calls(track, 0, now)
 
     def forget(self) -> None:
         """Drop all state without emitting anything (after an internal error)."""
         self._tracks.clear()
+        self._task_tracks.clear()
 
     def take_coverage(self) -> tuple[float, float]:
         """(in-scope seconds, spanned seconds) sampled since the previous call."""
@@ -223,6 +261,40 @@ class CallTracker:
             self._push(tid, track, new, spanned, now)
         track.leaf = leaf
         track.idle = self._is_idle(track)
+
+    def _restructure_list(
+        self, key: int, track: _ThreadTrack, frames: list[FrameType], now: float
+    ) -> None:
+        """A task's stack is a list (suspended coroutine frames are not linked by
+        f_back): keep the common prefix, end the rest, push what is new."""
+        stack = track.stack
+        keep, limit = 0, min(len(stack), len(frames))
+        while keep < limit and stack[keep] is frames[keep]:
+            keep += 1
+        if keep < len(stack):
+            self._end_calls(track, keep, now)
+        if track.spanned and track.live:
+            self._taint(track)
+        if keep < len(frames):
+            self._push(key, track, frames[keep:][::-1], track.spanned, now)
+        track.leaf = frames[-1]
+        track.idle = self._is_idle(track)
+
+    def _account(
+        self, track: _ThreadTrack, leaf: FrameType | None, changed: bool, spanned: bool, now: float
+    ) -> int:
+        """Per-sample counters; returns 0 (no coverage), 1 (in scope, dark) or 2 (in
+        scope, spanned) for the coverage figures."""
+        track.samples += 1
+        track.prev_time = now
+        if track.idle:
+            return 0
+        track.nonidle += 1
+        if track.live and leaf is not None:  # dark (spanned leaves nothing live), tracked
+            self._log_wait(track, leaf, changed)
+        if not track.inscope:
+            return 0
+        return 2 if spanned else 1
 
     def _log_wait(self, track: _ThreadTrack, leaf: FrameType, changed: bool) -> None:
         """Note where this dark, non-idle sample sits (one entry per such sample)."""
@@ -324,9 +396,8 @@ class CallTracker:
 
     # -- ends -----------------------------------------------------------------------------
 
-    def _end_thread(self, track: _ThreadTrack, now: float, completed: bool = True) -> None:
-        if completed:
-            self._end_calls(track, 0, now)
+    def _end_thread(self, track: _ThreadTrack, now: float) -> None:
+        self._end_calls(track, 0, now)
 
     def _end_calls(self, track: _ThreadTrack, keep: int, now: float) -> None:
         """Calls at positions >= keep have returned since the previous sample."""

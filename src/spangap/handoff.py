@@ -1,0 +1,152 @@
+"""Noticing where a span is lost: work handed to another thread without its context.
+
+When code under an active span submits work to a ``ThreadPoolExecutor`` (which is also
+what ``loop.run_in_executor`` does) or starts a ``threading.Thread``, the span does not
+travel unless the caller copies the context. If the work then runs dark, its cause is
+``context_lost`` rather than ``no_span``, and the snapshot names the span it left behind.
+
+The hooks only *observe*. They record the submitter's span ids and call site at hand-off
+time and never attach, copy or propagate a context: doing so would hide the very gap
+being reported. Work that does carry its context (``asyncio.to_thread``,
+``copy_context().run``, opentelemetry-instrumentation-threading) runs under the span
+and is simply not dark. Each hook runs on the application's thread, must not raise, and
+costs one span lookup when no span is active.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from opentelemetry import trace
+
+from .scope import Scope
+
+LostFrom = dict[str, str]
+
+
+class HandoffWatcher:
+    """Installs the hooks and answers "was this thread's current work handed over from a
+    span?" for the tracker."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._by_thread: dict[int, LostFrom] = {}  # executor workers running a lost job
+        self._threads: weakref.WeakKeyDictionary[threading.Thread, LostFrom] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._orig_submit = ThreadPoolExecutor.submit
+        self._orig_start = threading.Thread.start
+        self._installed = False
+
+    # -- the tracker's question -----------------------------------------------------------
+
+    def lost_context(self, thread_id: int) -> LostFrom | None:
+        """The span left behind by whoever handed this thread its current work, if any."""
+        found = self._by_thread.get(thread_id)
+        if found is not None:
+            return found
+        thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
+        return None if thread is None else self._threads.get(thread)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def install(self) -> None:
+        watcher = self
+        orig_submit, orig_start = self._orig_submit, self._orig_start
+
+        def submit(
+            self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        ) -> Any:
+            lost = watcher._capture()
+            if lost is not None:
+                fn = _LostJob(fn, lost, watcher._by_thread)
+            return orig_submit(self, fn, *args, **kwargs)
+
+        def start(self: threading.Thread) -> None:
+            # Only the application's own hand-offs: an executor starting its worker
+            # threads (lazily, inside submit) is not one; the jobs are tracked instead.
+            lost = watcher._capture() if watcher._called_from_app() else None
+            if lost is not None:
+                watcher._threads[self] = lost
+            orig_start(self)
+
+        submit.__wrapped__ = orig_submit  # type: ignore[attr-defined]
+        start.__wrapped__ = orig_start  # type: ignore[attr-defined]
+        self._submit, self._start = submit, start
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+        threading.Thread.start = start  # type: ignore[method-assign]
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Restore the originals, unless someone wrapped them after us."""
+        if not self._installed:
+            return
+        if ThreadPoolExecutor.__dict__.get("submit") is self._submit:
+            ThreadPoolExecutor.submit = self._orig_submit  # type: ignore[method-assign]
+        if threading.Thread.__dict__.get("start") is self._start:
+            threading.Thread.start = self._orig_start  # type: ignore[method-assign]
+        self._installed = False
+
+    def _capture(self) -> LostFrom | None:
+        """The submitter's active span and call site; None when there is no span."""
+        try:
+            span_context = trace.get_current_span().get_span_context()
+            if not span_context.is_valid:
+                return None
+            return {
+                "trace_id": format(span_context.trace_id, "032x"),
+                "span_id": format(span_context.span_id, "016x"),
+                "submitter": self._submitter_site(),
+            }
+        except Exception:
+            return None
+
+    def _called_from_app(self) -> bool:
+        """Whether the code that called the hooked function is in scope."""
+        try:
+            caller = sys._getframe(2)
+            module = caller.f_globals.get("__name__") or "?"
+            return self._scope.info(caller.f_code, module).in_scope
+        except Exception:
+            return False
+
+    def _submitter_site(self) -> str:
+        frame = sys._getframe(2)
+        while frame is not None:
+            module = frame.f_globals.get("__name__") or "?"
+            info = self._scope.info(frame.f_code, module)
+            if info.in_scope:
+                return info.site
+            frame = frame.f_back  # type: ignore[assignment]
+        return "?"
+
+
+class _LostJob:
+    """Wraps a job submitted from a span without its context: while it runs, its worker
+    thread is known to be doing lost-context work. Calls the job unchanged."""
+
+    __slots__ = ("_by_thread", "_fn", "_lost")
+
+    def __init__(
+        self, fn: Callable[..., Any], lost: LostFrom, by_thread: dict[int, LostFrom]
+    ) -> None:
+        self._fn = fn
+        self._lost = lost
+        self._by_thread = by_thread
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tid = threading.get_ident()
+        previous = self._by_thread.get(tid)
+        self._by_thread[tid] = self._lost
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            if previous is None:
+                self._by_thread.pop(tid, None)
+            else:
+                self._by_thread[tid] = previous

@@ -1,0 +1,157 @@
+"""asyncio tasks as executors of their own: logical stacks and per-task span state.
+
+On an event loop's thread, a task suspended in ``await`` is still doing its work (it
+waits for the reply it asked for) but is not on the thread's stack. So for every task
+of every running loop, the sampler builds the task's *logical* stack — the chain of
+coroutine frames from ``task.get_coro()`` through ``cr_await`` — and judges "dark" in
+the task's own context, also while it is suspended. The task that is running right now
+is on its loop thread's stack: its frames are taken from there, and the thread's own
+stack is cut below it so no frame is counted twice.
+
+Tasks are found through asyncio's registry of all tasks, so loops that were already
+running when the detector started are covered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.tasks as aio_tasks
+import contextvars
+import gc
+import weakref
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from .spanstate import span_is_active
+
+#: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on.
+_REGISTRY: Any = getattr(aio_tasks, "_scheduled_tasks", None) or getattr(
+    aio_tasks, "_all_tasks", None
+)
+_CURRENT: Any = getattr(aio_tasks, "_current_tasks", None)
+
+
+@dataclass(slots=True)
+class TaskSample:
+    """One task at one tick: its logical stack (root first) and whether it is spanned."""
+
+    key: int
+    frames: list[FrameType]
+    spanned: bool
+    name: str
+    waiter: object  # the future it waits on; unchanged means the task did not move
+
+
+def tasks_supported() -> bool:
+    return _REGISTRY is not None and _CURRENT is not None
+
+
+class TaskSampler:
+    """Samples the tasks of every running loop, at most ``max_tasks`` per tick."""
+
+    def __init__(self, otel_var: Any, max_tasks: int = 4096) -> None:
+        self._var = otel_var
+        self._max = max_tasks
+        self._cursor = 0
+        self._contexts: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_waiter: dict[int, object] = {}
+
+    def sample(self, frames: dict[int, FrameType]) -> tuple[list[TaskSample], dict[int, bool]]:
+        """Task samples, and the tasks that are done (key -> completed, i.e. not
+        cancelled). ``frames`` (thread id -> leaf) is changed in place: a loop thread
+        running a task ends below that task."""
+        try:
+            tasks = list(_REGISTRY)
+        except RuntimeError:  # the set changed while copied; try again next tick
+            return [], {}
+        running = {id(t) for t in list(_CURRENT.values())}
+        if len(tasks) > self._max:  # bounded cost: a fair rotating window of tasks
+            start = self._cursor % len(tasks)
+            tasks = (tasks + tasks)[start : start + self._max]
+            self._cursor = start + self._max
+        samples: list[TaskSample] = []
+        done: dict[int, bool] = {}
+        for task in tasks:
+            key = -id(task)
+            if task.done():
+                done[key] = not task.cancelled()
+                continue
+            waiter = getattr(task, "_fut_waiter", None)
+            if id(task) in running:
+                stack = self._running_stack(task, frames)
+            elif waiter is not None and self._last_waiter.get(key) is waiter:
+                samples.append(TaskSample(key, [], False, "", waiter))  # did not move
+                continue
+            else:
+                stack = _coroutine_chain(task.get_coro())
+            self._last_waiter[key] = waiter
+            if stack:
+                samples.append(TaskSample(key, stack, self._spanned(task), task.get_name(), waiter))
+        for key in done:
+            self._last_waiter.pop(key, None)
+        return samples, done
+
+    def forget(self, key: int) -> None:
+        self._last_waiter.pop(key, None)
+
+    def _running_stack(
+        self, task: asyncio.Task[Any], frames: dict[int, FrameType]
+    ) -> list[FrameType]:
+        """The running task's frames, from its loop thread's stack; cut that stack."""
+        root = getattr(task.get_coro(), "cr_frame", None)
+        thread_id = getattr(task.get_loop(), "_thread_id", None)
+        leaf = frames.get(thread_id) if thread_id is not None else None
+        stack: list[FrameType] = []
+        frame = leaf
+        while frame is not None and frame is not root:
+            stack.append(frame)
+            frame = frame.f_back
+        if frame is None or root is None or thread_id is None:
+            return _coroutine_chain(task.get_coro())  # not on that stack after all
+        stack.append(root)
+        stack.reverse()
+        if root.f_back is not None:
+            frames[thread_id] = root.f_back
+        return stack
+
+    def _spanned(self, task: asyncio.Task[Any]) -> bool:
+        ctx = self._context(task)
+        return ctx is not None and span_is_active(ctx.get(self._var))
+
+    def _context(self, task: asyncio.Task[Any]) -> contextvars.Context | None:
+        get_context = getattr(task, "get_context", None)
+        if get_context is not None:  # 3.12+
+            ctx: contextvars.Context = get_context()
+            return ctx
+        found = self._contexts.get(task)
+        if found is None:  # 3.11: the C task keeps its context but does not expose it
+            for ref in gc.get_referents(task):
+                if isinstance(ref, contextvars.Context):
+                    found = self._contexts[task] = ref
+                    break
+        return found
+
+
+def _coroutine_chain(coro: Any) -> list[FrameType]:
+    """Frames of a suspended coroutine and of everything it awaits, root first."""
+    stack: list[FrameType] = []
+    seen = 0
+    while coro is not None and seen < 256:
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "gi_frame", None)
+            or getattr(coro, "ag_frame", None)
+        )
+        if frame is None:
+            break
+        stack.append(frame)
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+        seen += 1
+    return stack

@@ -1,0 +1,175 @@
+"""asyncio ground truth: tasks judged in their own context, also while suspended, and
+work handed to threads without its span reported as context_lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import gt_workloads as w
+from conftest import counts_by_site
+from spangap.tracker import CONTEXT_LOST, NO_SPAN
+
+
+async def dark_await() -> None:
+    start = time.perf_counter()
+    await asyncio.sleep(0.025)
+    w._record("dark_await", start)
+
+
+async def spanned_await() -> None:
+    start = time.perf_counter()
+    await asyncio.sleep(0.025)
+    w._record("spanned_await", start)
+
+
+async def interleaved(i: int, rounds: int) -> None:
+    """Odd tasks await inside a span, even ones without; every await switches tasks."""
+    for _ in range(rounds):
+        if i % 2:
+            with w.TRACER.start_as_current_span("request"):
+                await spanned_await()
+        else:
+            await dark_await()
+        await asyncio.sleep(0)
+
+
+async def consume_forever(queue: asyncio.Queue[object], event: asyncio.Event) -> None:
+    """Long-lived consumers: parked in queue.get / Event.wait; cancelled at the end."""
+    while True:
+        await queue.get()
+        await event.wait()
+
+
+def site(name: str) -> str:
+    return f"{__name__}:{name}"
+
+
+def recorded_calls(recorded: list[tuple[str, float]], name: str) -> list[float]:
+    return [d for s, d in recorded if s == w.site(name)]
+
+
+@pytest.mark.parametrize("reader", ["native", "python"])
+def test_hundreds_of_interleaved_tasks_on_one_loop(start_detector, recorded, reader) -> None:
+    detector = start_detector(include=[__name__, "gt_workloads"], context_reader=reader)
+
+    async def main() -> None:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        consumers = [asyncio.create_task(consume_forever(queue, asyncio.Event())) for _ in range(5)]
+        await asyncio.gather(*(interleaved(i, 6) for i in range(240)))
+        for task in consumers:
+            task.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+
+    asyncio.run(main())
+    detector.stop()
+    counted = counts_by_site(detector)
+    dark = recorded_calls(recorded, "dark_await")
+    assert len(dark) == 120 * 6 and len(recorded_calls(recorded, "spanned_await")) == 720
+    must_find = sum(1 for d in dark if d >= 0.020)
+    assert counted[site("dark_await")] >= 0.99 * must_find
+    assert counted[site("dark_await")] <= 1.02 * len(dark)
+    assert counted[site("spanned_await")] == 0
+    assert counted[site("consume_forever")] == 0  # idle, then cancelled: never completed
+    causes = {cause for (s, cause) in detector.operation_counts() if s == site("dark_await")}
+    assert causes == {NO_SPAN}
+
+
+def test_a_loop_started_before_the_detector_is_found(start_detector, recorded) -> None:
+    started, release = threading.Event(), threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        started.set()
+        while not release.is_set():
+            await asyncio.gather(*(dark_await() for _ in range(20)))
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    started.wait()
+    detector = start_detector(include=[__name__])
+    time.sleep(0.5)
+    release.set()
+    thread.join()
+    loop.close()
+    detector.stop()
+    assert counts_by_site(detector)[site("dark_await")] >= 20
+
+
+def spanned_job() -> None:
+    time.sleep(0.025)
+
+
+def lost_job() -> None:
+    time.sleep(0.025)
+
+
+def test_context_carried_into_threads_is_spanned(start_detector) -> None:
+    detector = start_detector(include=[__name__])
+    pool = ThreadPoolExecutor(2)
+
+    async def main() -> None:
+        with w.TRACER.start_as_current_span("request"):
+            for _ in range(5):
+                await asyncio.to_thread(spanned_job)
+                ctx = contextvars.copy_context()
+                await asyncio.get_running_loop().run_in_executor(pool, ctx.run, spanned_job)
+                pool.submit(contextvars.copy_context().run, spanned_job).result()
+
+    asyncio.run(main())
+    pool.shutdown()
+    detector.stop()
+    assert counts_by_site(detector)[site("spanned_job")] == 0
+
+
+def test_handing_work_over_without_the_span_is_context_lost(start_detector) -> None:
+    detector = start_detector(include=[__name__])
+    pool = ThreadPoolExecutor(2)
+    parents: list[tuple[str, str]] = []
+
+    async def hand_over() -> None:
+        with w.TRACER.start_as_current_span("request") as span:
+            ctx = span.get_span_context()
+            parents.append((format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")))
+            for _ in range(4):
+                await asyncio.get_running_loop().run_in_executor(pool, lost_job)
+                pool.submit(lost_job).result()
+                thread = threading.Thread(target=lost_job)
+                thread.start()
+                thread.join()
+        # The same hand-offs from code without any span are plain no_span gaps.
+        for _ in range(2):
+            pool.submit(lost_job).result()
+
+    asyncio.run(hand_over())
+    pool.shutdown()
+    detector.stop()
+    counts = detector.operation_counts()
+    assert counts[(site("lost_job"), CONTEXT_LOST)] == 12
+    assert counts[(site("lost_job"), NO_SPAN)] == 2
+    lost = next(
+        s
+        for s in detector.snapshot().sites
+        if s.site == site("lost_job") and s.cause == CONTEXT_LOST
+    )
+    assert lost.lost_context is not None
+    assert lost.lost_context.submitters[0].name == site(hand_over.__qualname__)
+    example = lost.lost_context.examples[0]
+    assert (example["trace_id"], example["span_id"]) == parents[0]
+
+
+def test_hooks_are_removed_at_stop(start_detector) -> None:
+    import concurrent.futures
+
+    original_submit = concurrent.futures.ThreadPoolExecutor.submit
+    original_start = threading.Thread.start
+    detector = start_detector()
+    assert concurrent.futures.ThreadPoolExecutor.submit is not original_submit
+    detector.stop()
+    assert concurrent.futures.ThreadPoolExecutor.submit is original_submit
+    assert threading.Thread.start is original_start
