@@ -227,3 +227,10 @@ def run_threads(target: Callable[[], None], count: int) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def call_library(client: object) -> None:
+    """Dark: calls a client library that waits internally for the reply."""
+    start = time.perf_counter()
+    client.request()  # type: ignore[attr-defined]
+    _record("call_library", start)

@@ -103,6 +103,7 @@ class Detector:
             [sys.executable, "-c", code, *(["--extra"] if extra else []), *options],
             cwd=TESTS_DIR,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -119,6 +120,12 @@ class Detector:
             raise RuntimeError(f"detector {self.name} did not start: {line!r}")
         return int(line.split()[-1])
 
+    def start_work(self) -> None:
+        """Let a process started with ``--wait`` begin its loop."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
     def scrape(self) -> str:
         return http_get(self.metrics_url).decode()
 
@@ -130,8 +137,9 @@ class Detector:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 # --- the Prometheus server ---------------------------------------------------------------
@@ -242,6 +250,17 @@ class Fleet:
         for detector in self.detectors:
             detector.stop()
 
+    def start_work(self) -> None:
+        """Once Prometheus has scraped both processes, so that it sees every site from 0."""
+        expr = f'up{{job="{JOB}"}} == 1'
+
+        def both_up() -> bool | None:
+            return True if len(self.prometheus.query(expr)) == 2 else None
+
+        wait_for("Prometheus to scrape both processes", both_up, STARTUP_TIMEOUT_S)
+        for detector in self.detectors:
+            detector.start_work()
+
     def wait_until_scraped(self, samples: int = 4, timeout: float = 30.0) -> None:
         """Until every site of both processes has ``samples`` scrapes in Prometheus."""
         expr = f'count_over_time(uninstrumented_operations_total{{job="{JOB}"}}[1m])'
@@ -267,9 +286,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     global _fleet
     binary = require_prometheus()
     if _fleet is None:
-        a = Detector("a", extra=False)
+        a = Detector("a", False, "--wait")
         try:
-            b = Detector("b", extra=True)
+            b = Detector("b", True, "--wait")
         except BaseException:
             a.stop()
             raise
@@ -282,6 +301,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             b.stop()
             raise
         _fleet = Fleet(server, a, b)
+        _fleet.start_work()
         _fleet.wait_until_scraped()
     yield _fleet
     # Each module that imported the fixture finalizes it at session end; stop is idempotent.

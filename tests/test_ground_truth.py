@@ -181,3 +181,26 @@ def test_nested_dark_calls_never_add_a_second_twice(start_detector, recorded) ->
     total_self = outer.self_seconds + inner.self_seconds
     assert total_self == pytest.approx(outer.total_seconds, rel=0.1)
     assert detector.snapshot().totals.dark_seconds == pytest.approx(total_self, rel=0.01)
+
+
+class ReplyClient:
+    """A client library (out of scope) that waits for its reply on an Event, the way
+    HTTP clients do internally: the application calling it is working, not idle."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+
+    def request(self) -> None:
+        threading.Timer(0.03, self._done.set).start()
+        self._done.wait()
+        self._done.clear()
+
+
+def test_a_library_waiting_for_its_reply_is_work_not_idle(start_detector, recorded) -> None:
+    # The client lives in this test module: exclude it so it is a third-party library.
+    detector = start_detector(include=["gt_workloads"], exclude=[__name__])
+    client = ReplyClient()
+    for _ in range(10):
+        w.call_library(client)
+    detector.stop()
+    assert counts_by_site(detector)[w.site("call_library")] == 10

@@ -72,10 +72,13 @@ def test_module_bodies_and_comprehensions_are_not_operations() -> None:
 
 
 def test_idle_waits_are_marked() -> None:
-    from spangap.idle import IDLE, WORK
+    import socketserver
+
+    from spangap.idle import IDLE, IDLE_IF_DIRECT, WORK
 
     scope = Scope(idle_functions=["test_scope:app_*"])
-    assert info(scope, queue.Queue.get).idle == IDLE
+    assert info(scope, socketserver.BaseServer.serve_forever).idle == IDLE
+    assert info(scope, queue.Queue.get).idle == IDLE_IF_DIRECT
     assert info(scope, app_function).idle == IDLE  # a user-named idle function
     import concurrent.futures
 

@@ -5,28 +5,37 @@ SPEC: a thread is idle when it only waits for new work to arrive (a worker in
 something the code asked for (a response, ``Future.result``, ``Thread.join``) is work.
 
 Both kinds of wait often end in the same primitive (``Future.result`` and ``Queue.get``
-both sit in ``Condition.wait``), so the decision is made by the *outermost* matching
-function between the application's code and the leaf: the call the application made
-says what it was waiting for.
+both sit in ``Condition.wait``), so what the *application* called decides: a queue,
+event or condition wait it calls itself is idle; the same primitive inside a library
+call (an HTTP client waiting for its response) is work; loop and server machinery
+(``serve_forever``, an event loop's ``_run_once``) is idle wherever it sits, and a reply
+wait (``Future.result``, ``Thread.join``) is work wherever it sits.
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-#: Functions whose presence (outermost first) marks a thread as idle.
+#: Loop and server machinery: a thread or task inside one of these, with nothing of the
+#: application's above it, is waiting for new work wherever the function sits.
 DEFAULT_IDLE_FUNCTIONS: tuple[str, ...] = (
-    "queue:Queue.get",
-    "threading:Condition.wait",
-    "threading:Condition.wait_for",
-    "threading:Event.wait",
-    "socket:socket.accept",
     "socketserver:BaseServer.serve_forever",
-    "selectors:*Selector.select",
+    "socket:socket.accept",
     "concurrent.futures.thread:_worker",
     "multiprocessing.pool:worker",
     "asyncio.base_events:BaseEventLoop._run_once",
     "asyncio.base_events:BaseEventLoop.run_forever",
+)
+
+#: Waits that mean "idle" only when the application calls them itself (a worker in
+#: ``queue.get``). Libraries use the same primitives to wait for a *reply* (an HTTP
+#: client waiting on an ``asyncio.Event`` for its response): that is work.
+DIRECT_IDLE_FUNCTIONS: tuple[str, ...] = (
+    "queue:Queue.get",
+    "multiprocessing.queues:Queue.get",
+    "threading:Condition.wait",
+    "threading:Condition.wait_for",
+    "threading:Event.wait",
     "asyncio.queues:Queue.get",
     "asyncio.locks:Event.wait",
     "asyncio.locks:Condition.wait",
@@ -46,28 +55,39 @@ WORK_WAITS: tuple[str, ...] = (
     "asyncio.tasks:wait",
 )
 
+NEITHER = 0
 IDLE = 1
 WORK = 2
-NEITHER = 0
+IDLE_IF_DIRECT = 3
 
 
 class IdleRules:
     """Classifies a function (``module:qualname``) as an idle wait, a work wait, or neither."""
 
     def __init__(self, extra_idle: tuple[str, ...] = ()) -> None:
-        self._idle = DEFAULT_IDLE_FUNCTIONS + tuple(extra_idle)
-        self._exact_idle = frozenset(p for p in self._idle if not _is_glob(p))
-        self._glob_idle = tuple(p for p in self._idle if _is_glob(p))
-        self._exact_work = frozenset(p for p in WORK_WAITS if not _is_glob(p))
-        self._glob_work = tuple(p for p in WORK_WAITS if _is_glob(p))
+        self._classes = (
+            (WORK, _Patterns(WORK_WAITS)),
+            (IDLE, _Patterns(DEFAULT_IDLE_FUNCTIONS + tuple(extra_idle))),
+            (IDLE_IF_DIRECT, _Patterns(DIRECT_IDLE_FUNCTIONS)),
+        )
 
     def classify(self, site: str) -> int:
-        """Return IDLE, WORK or NEITHER for a ``module:qualname`` site."""
-        if site in self._exact_work or any(fnmatchcase(site, p) for p in self._glob_work):
-            return WORK
-        if site in self._exact_idle or any(fnmatchcase(site, p) for p in self._glob_idle):
-            return IDLE
+        """IDLE, IDLE_IF_DIRECT, WORK or NEITHER for a ``module:qualname`` site."""
+        for kind, patterns in self._classes:
+            if patterns.match(site):
+                return kind
         return NEITHER
+
+
+class _Patterns:
+    """Exact names in a set, globs tried one by one (there are few)."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self._exact = frozenset(p for p in patterns if not _is_glob(p))
+        self._globs = tuple(p for p in patterns if _is_glob(p))
+
+    def match(self, site: str) -> bool:
+        return site in self._exact or any(fnmatchcase(site, p) for p in self._globs)
 
 
 def _is_glob(pattern: str) -> bool:

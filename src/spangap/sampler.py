@@ -107,7 +107,7 @@ class Sampler:
             frames = sys._current_frames()
             if exclude is not None:
                 frames.pop(exclude, None)
-            tasks, done = self._tasks.sample(frames) if self._tasks else ([], {})
+            tasks, done = self._tasks.sample(frames, now) if self._tasks else ([], {})
             spanned = self._reader.spanned_threads(frames.keys())
             self._tracker.observe(frames, spanned, now)
             self._tracker.observe_tasks(tasks, done, now)
@@ -123,6 +123,8 @@ class Sampler:
 
     def _run_periodic(self, now: float) -> None:
         try:
+            with self._lock:
+                self._tracker.settle_tasks(now)
             self._periodic(now)
         except Exception:
             self._on_error()
@@ -132,6 +134,8 @@ class Sampler:
         try:
             self._aggregate.count_error()
             self._tracker.forget()
+            if self._tasks is not None:
+                self._tasks.forget()
             if not self._logged_error:
                 self._logged_error = True
                 log.exception(

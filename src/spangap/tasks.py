@@ -40,7 +40,7 @@ class TaskSample:
     frames: list[FrameType]
     spanned: bool
     name: str
-    waiter: object  # the future it waits on; unchanged means the task did not move
+    last_checked: float  # when it was checked before this tick (unchanged until then)
 
 
 def tasks_supported() -> bool:
@@ -57,12 +57,17 @@ class TaskSampler:
         self._contexts: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
             weakref.WeakKeyDictionary()
         )
-        self._last_waiter: dict[int, object] = {}
+        self._last_waiter: dict[int, object] = {}  # key -> the future it waited on
+        self._last_check: dict[int, float] = {}
 
-    def sample(self, frames: dict[int, FrameType]) -> tuple[list[TaskSample], dict[int, bool]]:
-        """Task samples, and the tasks that are done (key -> completed, i.e. not
-        cancelled). ``frames`` (thread id -> leaf) is changed in place: a loop thread
-        running a task ends below that task."""
+    def sample(
+        self, frames: dict[int, FrameType], now: float
+    ) -> tuple[list[TaskSample], dict[int, float]]:
+        """Tasks that moved since their last check, and tasks that ended (key -> when
+        last checked, negative if cancelled). A task that waits on the same future as
+        at its last check has not moved, and costs one identity check. ``frames``
+        (thread id -> leaf) is changed in place: a loop thread running a task ends
+        below that task, so no frame is counted twice."""
         try:
             tasks = list(_REGISTRY)
         except RuntimeError:  # the set changed while copied; try again next tick
@@ -72,30 +77,39 @@ class TaskSampler:
             start = self._cursor % len(tasks)
             tasks = (tasks + tasks)[start : start + self._max]
             self._cursor = start + self._max
-        samples: list[TaskSample] = []
-        done: dict[int, bool] = {}
+        last_waiter, last_check = self._last_waiter, self._last_check
+        moved: list[TaskSample] = []
+        done: dict[int, float] = {}
         for task in tasks:
             key = -id(task)
+            checked = last_check.get(key, now)
             if task.done():
-                done[key] = not task.cancelled()
+                if key in last_waiter:
+                    done[key] = -1.0 if task.cancelled() else checked
+                    del last_waiter[key], last_check[key]
                 continue
-            waiter = getattr(task, "_fut_waiter", None)
+            last_check[key] = now
+            waiter = task._fut_waiter
+            if waiter is not None and last_waiter.get(key) is waiter:
+                continue  # suspended on the same future as last time: did not move
+            last_waiter[key] = waiter
             if id(task) in running:
                 stack = self._running_stack(task, frames)
-            elif waiter is not None and self._last_waiter.get(key) is waiter:
-                samples.append(TaskSample(key, [], False, "", waiter))  # did not move
-                continue
             else:
                 stack = _coroutine_chain(task.get_coro())
-            self._last_waiter[key] = waiter
             if stack:
-                samples.append(TaskSample(key, stack, self._spanned(task), task.get_name(), waiter))
-        for key in done:
-            self._last_waiter.pop(key, None)
-        return samples, done
+                moved.append(TaskSample(key, stack, self._spanned(task), task.get_name(), checked))
+        if len(last_waiter) > 2 * len(tasks) + 64 and len(tasks) <= self._max:
+            alive = {-id(t) for t in tasks}  # tasks collected without being seen done
+            for key in [k for k in last_waiter if k not in alive]:
+                del last_waiter[key]
+                last_check.pop(key, None)
+        return moved, done
 
-    def forget(self, key: int) -> None:
-        self._last_waiter.pop(key, None)
+    def forget(self) -> None:
+        """Drop all state (after an internal error the tracker starts over too)."""
+        self._last_waiter.clear()
+        self._last_check.clear()
 
     def _running_stack(
         self, task: asyncio.Task[Any], frames: dict[int, FrameType]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from .callee import CalleeNames
-from .idle import IDLE, WORK
+from .idle import IDLE, IDLE_IF_DIRECT, WORK
 from .scope import CodeInfo, Scope
 from .tasks import TaskSample
 
@@ -199,37 +199,64 @@ class CallTracker:
             for tid in [t for t in tracks if t not in frames]:
                 self._end_thread(tracks.pop(tid), now)
 
-    def observe_tasks(
-        self, samples: list[TaskSample], done: Mapping[int, bool], now: float
-    ) -> None:
-        """Take one sample of asyncio tasks. A sample with no frames is a task that did
-        not move since it was last seen; ``done`` maps ended tasks to whether they
-        completed (a cancelled task's calls were interrupted, not completed)."""
+    def observe_tasks(self, moved: list[TaskSample], done: Mapping[int, float], now: float) -> None:
+        """Take one sample of asyncio tasks.
+
+        Only tasks that moved since they were last checked come in ``moved``; a task
+        that did not move costs nothing here, and its unchanged stretch is accounted
+        when it next moves, ends, or at :meth:`settle_tasks`. ``done`` maps tasks that
+        ended to the time they were last checked, or to a negative number when they
+        were cancelled (their calls were interrupted, not completed).
+        """
         tracks = self._task_tracks
         interval = self._interval
-        for sample in samples:
+        for sample in moved:
             track = tracks.get(sample.key)
             if track is None:
-                if not sample.frames:
-                    continue
                 track = tracks[sample.key] = _ThreadTrack(sample.name, now)
+            else:
+                self._settle(track, sample.last_checked)
             weight = min(now - track.prev_time, 2 * interval) if track.samples else interval
-            changed = bool(sample.frames) and sample.frames[-1] is not track.leaf
-            if sample.frames:
-                track.spanned = sample.spanned
-                if changed:
-                    self._restructure_list(sample.key, track, sample.frames, now)
-                elif sample.spanned and track.live:
-                    self._taint(track)
+            changed = sample.frames[-1] is not track.leaf
+            track.spanned = sample.spanned
+            if changed:
+                self._restructure_list(sample.key, track, sample.frames, now)
+            elif sample.spanned and track.live:
+                self._taint(track)
             coverage = self._account(track, track.leaf, changed, track.spanned, now)
             if coverage:
                 self._in_scope_s += weight
                 if coverage > 1:
                     self._spanned_s += weight
-        for key, completed in done.items():
+        for key, last_checked in done.items():
             track = tracks.pop(key, None)
-            if track is not None and completed:
+            if track is not None and last_checked >= 0:
+                self._settle(track, last_checked)
                 self._end_calls(track, 0, now)
+
+    def settle_tasks(self, until: float) -> None:
+        """Account every task's unchanged stretch up to ``until`` (a past tick)."""
+        for track in self._task_tracks.values():
+            self._settle(track, until)
+
+    def _settle(self, track: _ThreadTrack, until: float) -> None:
+        """A task that did not move from ``track.prev_time`` to ``until`` was, at every
+        tick in between, exactly as last seen: count those samples in one go."""
+        elapsed = until - track.prev_time
+        if elapsed <= 0 or not track.samples:
+            return
+        ticks = max(1, round(elapsed / self._interval))
+        track.samples += ticks
+        track.prev_time = until
+        if track.idle:
+            return
+        track.nonidle += ticks
+        if track.live and track.wait is not None:
+            track.waits.extend([track.wait] * ticks)
+        if track.inscope:
+            self._in_scope_s += elapsed
+            if track.spanned:
+                self._spanned_s += elapsed
 
     def forget(self) -> None:
         """Drop all state without emitting anything (after an internal error)."""
@@ -371,13 +398,18 @@ class CallTracker:
         track.live = 0
 
     def _is_idle(self, track: _ThreadTrack) -> bool:
-        """Idle when, between the leaf and the innermost in-scope frame (inclusive), the
-        outermost function that is an idle or work wait is an idle one."""
+        """SPEC "idle", decided by what the innermost in-scope frame called (see idle.py):
+        a direct queue/event/condition wait is idle; otherwise the outermost loop, server
+        or reply-wait function between that frame and the leaf decides."""
         infos = track.infos
         i = len(infos) - 1
-        while i > 0 and not infos[i].in_scope:
+        while i >= 0 and not infos[i].in_scope:
             i -= 1
-        for info in infos[max(i, 0) :]:
+        if i >= 0 and infos[i].idle == IDLE:  # a function the user named idle
+            return True
+        if i + 1 < len(infos) and infos[i + 1].idle == IDLE_IF_DIRECT:
+            return True
+        for info in infos[i + 1 :]:
             if info.idle == IDLE:
                 return True
             if info.idle == WORK:
