@@ -50,7 +50,7 @@ def tasks_supported() -> bool:
 class TaskSampler:
     """Samples the tasks of every running loop, at most ``max_tasks`` per tick."""
 
-    def __init__(self, otel_var: Any, max_tasks: int = 4096) -> None:
+    def __init__(self, otel_var: Any, max_tasks: int = 256) -> None:
         self._var = otel_var
         self._max = max_tasks
         self._cursor = 0
@@ -69,19 +69,27 @@ class TaskSampler:
         (thread id -> leaf) is changed in place: a loop thread running a task ends
         below that task, so no frame is counted twice."""
         try:
-            tasks = list(_REGISTRY)
+            # The WeakSet's own iterator is a Python generator; its underlying set of
+            # weak references copies in C, and only this tick's window is dereferenced.
+            refs = list(_REGISTRY.data)
         except RuntimeError:  # the set changed while copied; try again next tick
             return [], {}
         running = {id(t) for t in list(_CURRENT.values())}
-        if len(tasks) > self._max:  # bounded cost: a fair rotating window of tasks
-            start = self._cursor % len(tasks)
-            tasks = (tasks + tasks)[start : start + self._max]
+        every_task = len(refs) <= self._max
+        if not every_task:  # bounded cost: a fair rotating window of tasks
+            start = self._cursor % len(refs)
+            refs = (refs[start:] + refs[:start])[: self._max]
             self._cursor = start + self._max
+        tasks = [task for task in (ref() for ref in refs) if task is not None]
         last_waiter, last_check = self._last_waiter, self._last_check
         moved: list[TaskSample] = []
         done: dict[int, float] = {}
         for task in tasks:
             key = -id(task)
+            waiter = task._fut_waiter
+            if waiter is not None and last_waiter.get(key) is waiter:
+                last_check[key] = now
+                continue  # suspended on the same future as last time: did not move
             checked = last_check.get(key, now)
             if task.done():
                 if key in last_waiter:
@@ -89,9 +97,6 @@ class TaskSampler:
                     del last_waiter[key], last_check[key]
                 continue
             last_check[key] = now
-            waiter = task._fut_waiter
-            if waiter is not None and last_waiter.get(key) is waiter:
-                continue  # suspended on the same future as last time: did not move
             last_waiter[key] = waiter
             if id(task) in running:
                 stack = self._running_stack(task, frames)
@@ -99,7 +104,7 @@ class TaskSampler:
                 stack = _coroutine_chain(task.get_coro())
             if stack:
                 moved.append(TaskSample(key, stack, self._spanned(task), task.get_name(), checked))
-        if len(last_waiter) > 2 * len(tasks) + 64 and len(tasks) <= self._max:
+        if every_task and len(last_waiter) > 2 * len(tasks) + 64:
             alive = {-id(t) for t in tasks}  # tasks collected without being seen done
             for key in [k for k in last_waiter if k not in alive]:
                 del last_waiter[key]
