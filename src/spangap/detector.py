@@ -52,6 +52,28 @@ def enable_gap_detector(**options: Any) -> GapDetector:
         return detector
 
 
+def _before_fork() -> None:
+    if _current is not None:
+        _current._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    if _current is not None:
+        _current._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # it may have been held by another thread at fork time
+    if _current is not None:
+        _current._after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+
+
 def _thread_name(tid: int) -> str:
     thread = threading._active.get(tid)  # type: ignore[attr-defined]
     return thread.name if thread is not None else f"thread-{tid}"
@@ -81,6 +103,19 @@ class GapDetector:
         )
         self._reader = make_reader(options.context_reader)
         self._handoff = HandoffWatcher(self._scope)
+        self._build_sampler()
+        self._server: Any = None
+        self._started = time.perf_counter()
+        self._next_snapshot = self._started + options.snapshot_interval_s
+        self._warned_no_sdk = False
+        self._running = False
+        self._forked = False
+        self._stop_lock = threading.Lock()
+
+    def _build_sampler(self) -> None:
+        """The per-process parts: findings, call tracker, task sampler, sampling thread."""
+        options = self.options
+        self._aggregate = Aggregate(options, self._metrics)
         self._tracker = CallTracker(
             self._scope,
             options.threshold_s,
@@ -100,12 +135,6 @@ class GapDetector:
             self._periodic,
             tasks,
         )
-        self._server: Any = None
-        self._started = time.perf_counter()
-        self._next_snapshot = self._started + options.snapshot_interval_s
-        self._warned_no_sdk = False
-        self._running = False
-        self._stop_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -134,7 +163,7 @@ class GapDetector:
             self._warn_if_no_sdk(force=True)
             self._update_gauges()
             if self.options.snapshot_path:
-                self._write_snapshot_quietly(self.options.snapshot_path)
+                self._write_snapshot_quietly(self._configured_snapshot_path())
             if self._server is not None:
                 self._server.shutdown()
                 self._server.server_close()
@@ -163,8 +192,16 @@ class GapDetector:
 
     def write_snapshot(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the snapshot atomically; returns the path written."""
-        target = os.fspath(path or self.options.snapshot_path or f"spangap-{os.getpid()}.json")
+        target = os.fspath(path or self._configured_snapshot_path())
         self.snapshot().save(target)
+        return target
+
+    def _configured_snapshot_path(self) -> str:
+        """``snapshot_path`` (or spangap-<pid>.json); a forked worker gets its own file."""
+        target = self.options.snapshot_path or f"spangap-{os.getpid()}.json"
+        if self._forked:
+            stem, suffix = os.path.splitext(target)
+            target = f"{stem}.{os.getpid()}{suffix}"
         return target
 
     def operation_counts(self) -> dict[tuple[str, str], int]:
@@ -177,10 +214,9 @@ class GapDetector:
         """Runs about once a second on the sampler thread."""
         self._update_gauges()
         self._warn_if_no_sdk(force=now - self._started >= _NO_SDK_GRACE_S)
-        path = self.options.snapshot_path
-        if path and now >= self._next_snapshot:
+        if self.options.snapshot_path and now >= self._next_snapshot:
             self._next_snapshot = now + self.options.snapshot_interval_s
-            self._write_snapshot_quietly(path)
+            self._write_snapshot_quietly(self._configured_snapshot_path())
 
     def _update_gauges(self) -> None:
         coverage = self._aggregate.window_coverage()
@@ -203,6 +239,30 @@ class GapDetector:
         except OSError as exc:
             self._aggregate.count_error()
             log.warning("spangap: could not write snapshot %s: %s", path, exc)
+
+    def _before_fork(self) -> None:
+        if self._running:
+            self._sampler.hold()
+
+    def _after_fork_in_parent(self) -> None:
+        if self._running:
+            self._sampler.release()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked worker starts its own sampler with fresh findings. Its counters add
+        up with the other workers' in prometheus-client's multiprocess mode; /metrics
+        stays with the parent, and the snapshot gets the worker's pid in its name."""
+        if not self._running:
+            return
+        self._server = None
+        self._stop_lock = threading.Lock()
+        self._reader.reset()
+        self._handoff.reset()
+        self._build_sampler()
+        self._started = time.perf_counter()
+        self._next_snapshot = self._started + self.options.snapshot_interval_s
+        self._forked = True
+        self._sampler.start()
 
     def _at_exit(self) -> None:
         try:

@@ -92,6 +92,10 @@ class HandoffWatcher:
             threading.Thread.start = self._orig_start  # type: ignore[method-assign]
         self._installed = False
 
+    def reset(self) -> None:
+        """Forget running jobs (a forked child has none); the hooks stay installed."""
+        self._by_thread.clear()
+
     def _capture(self) -> LostFrom | None:
         """The submitter's active span and call site; None when there is no span."""
         try:

@@ -66,6 +66,15 @@ class Sampler:
         with self._lock:
             self._tick_safely(exclude=None, cpu_start=time.thread_time())
 
+    def hold(self) -> None:
+        """Wait for the current tick to finish and keep the sampler from starting
+        another (before ``fork()``: no lock of ours or of prometheus-client may be
+        held by the sampler thread when the process is copied)."""
+        self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
     def _run(self) -> None:
         self.ident = threading.get_ident()
         cpu = time.thread_time()
@@ -125,7 +134,7 @@ class Sampler:
         try:
             with self._lock:
                 self._tracker.settle_tasks(now)
-            self._periodic(now)
+                self._periodic(now)
         except Exception:
             self._on_error()
 

@@ -42,6 +42,10 @@ class SpanStateReader(Protocol):
         """Undo anything installed into the process."""
         ...
 
+    def reset(self) -> None:
+        """Forget per-thread state, keeping anything installed."""
+        ...
+
 
 def span_is_active(otel_ctx: object) -> bool:
     """True when an OpenTelemetry ``Context`` holds a span with a valid span context."""
@@ -108,6 +112,10 @@ class NativeReader:
                 del last[tid]
         return spanned
 
+    def reset(self) -> None:
+        """Forget per-thread answers (a forked child has new threads)."""
+        self._last.clear()
+
     def context_of(self, thread_id: int) -> object:
         """The OpenTelemetry Context a thread executes (for diagnostics and tests)."""
         return self._thread_values(self._var).get(thread_id)
@@ -157,6 +165,10 @@ class HookReader:
         self._attach, self._detach = attach, detach
         runtime.attach = attach
         runtime.detach = detach
+
+    def reset(self) -> None:
+        """Forget per-thread answers (a forked child has new threads)."""
+        self._by_thread.clear()
 
     def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
         by_thread = self._by_thread
