@@ -391,7 +391,7 @@ def _add_top_arguments(parser: argparse.ArgumentParser) -> None:
         "--prometheus", metavar="URL", help="the fleet: a Prometheus server that scrapes it"
     )
     parser.add_argument(
-        "--range", default="1h", metavar="DURATION", help="with --prometheus: window (default 1h)"
+        "--range", metavar="DURATION", help="with --prometheus: the window (default 1h)"
     )
     parser.add_argument(
         "--selector",
@@ -403,7 +403,11 @@ def _add_top_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prefix", default="", help="the detector's metric_prefix")
     parser.add_argument(
-        "--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS", help="per request"
+        "--timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up on a request after SECONDS (default 5)",
     )
     _add_report_arguments(parser)
 
@@ -414,7 +418,7 @@ def _run_top(args: argparse.Namespace) -> int:
 
     try:
         if args.url is not None:
-            if args.selector is not None or args.range != "1h":
+            if args.selector is not None or args.range is not None:
                 raise CliError("top: --range and --selector go with --prometheus, not --url")
             live.check_url(args.url, "--url")
 
@@ -422,7 +426,7 @@ def _run_top(args: argparse.Namespace) -> int:
                 return live.read_metrics(args.url, args.prefix, args.timeout)
 
         else:
-            window = check_duration(args.range)
+            window = check_duration(args.range or "1h")
             matchers = parse_selector(args.selector) if args.selector else ""
             live.check_url(args.prometheus, "--prometheus")
 

@@ -142,10 +142,14 @@ def _parse_exposition(text: str, names: MetricNames, url: str) -> _Family:
         for metric_family in text_string_to_metric_families(text):
             for sample in metric_family.samples:
                 name, labels, value = sample.name, sample.labels, sample.value
+                # Summed, not assigned: a series may carry labels beyond site and cause.
                 if name in per_site:
-                    per_site[name][_key(labels)] = value
+                    key = _key(labels)
+                    per_site[name][key] = per_site[name].get(key, 0.0) + value
                 elif name == names.duration_bucket:
-                    buckets[_key(labels)][float(labels["le"])] = value
+                    le = float(labels["le"])
+                    site_buckets = buckets[_key(labels)]
+                    site_buckets[le] = site_buckets.get(le, 0.0) + value
                 elif name in scalar_names:
                     scalars[name] = scalars.get(name, 0.0) + value
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -169,7 +173,7 @@ def _key(labels: dict[str, str]) -> SiteKey:
 
 
 def _metrics_snapshot(family: _Family, names: MetricNames, url: str) -> Snapshot:
-    names_seen = set(family.operations) | set(family.seconds)
+    keys = set(family.operations) | set(family.seconds)
     quantiles = {
         key: (
             bucket_quantile(0.5, b.items()),
@@ -186,7 +190,7 @@ def _metrics_snapshot(family: _Family, names: MetricNames, url: str) -> Snapshot
             family.self_seconds.get(key, 0.0),
             *quantiles.get(key, (math.nan, math.nan, math.nan)),
         )
-        for key in names_seen
+        for key in keys
     ]
     s = family.scalars
     settings: dict[str, object] = {}

@@ -340,7 +340,9 @@ def _advice(shown: list[SiteStats], width: int) -> list[str]:
         return []
     lines = ["What to do"]
     if no_span:
-        lines += _advice_no_span(no_span[0], width)
+        # The site with the most time of its own: a span there explains the most. (The
+        # largest total is often a thread's lifetime loop, which is no place for a span.)
+        lines += _advice_no_span(max(no_span, key=lambda s: (s.self_seconds, s.count)), width)
     if lost:
         lines += _advice_lost(lost, width)
     return lines

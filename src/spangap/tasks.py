@@ -25,10 +25,11 @@ from typing import Any
 
 from .spanstate import span_is_active
 
-#: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on.
-_REGISTRY: Any = getattr(aio_tasks, "_scheduled_tasks", None) or getattr(
-    aio_tasks, "_all_tasks", None
-)
+#: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on. (An
+#: empty WeakSet is falsy, so no ``or`` here.)
+_REGISTRY: Any = getattr(aio_tasks, "_scheduled_tasks", None)
+if _REGISTRY is None:
+    _REGISTRY = getattr(aio_tasks, "_all_tasks", None)
 _CURRENT: Any = getattr(aio_tasks, "_current_tasks", None)
 
 
@@ -59,6 +60,10 @@ class TaskSampler:
         )
         self._last_waiter: dict[int, object] = {}  # key -> the future it waited on
         self._last_check: dict[int, float] = {}
+        # Tasks being tracked, held until seen done: a task that finished and was freed
+        # between two ticks would otherwise vanish with its last calls unaccounted, and
+        # its id() (our key) could be reused.
+        self._held: dict[int, asyncio.Task[Any]] = {}
 
     def sample(
         self, frames: dict[int, FrameType], now: float
@@ -95,9 +100,11 @@ class TaskSampler:
                 if key in last_waiter:
                     done[key] = -1.0 if task.cancelled() else checked
                     del last_waiter[key], last_check[key]
+                    self._held.pop(key, None)
                 continue
             last_check[key] = now
             last_waiter[key] = waiter
+            self._held[key] = task
             if id(task) in running:
                 stack = self._running_stack(task, frames)
             else:
@@ -109,12 +116,14 @@ class TaskSampler:
             for key in [k for k in last_waiter if k not in alive]:
                 del last_waiter[key]
                 last_check.pop(key, None)
+                self._held.pop(key, None)
         return moved, done
 
     def forget(self) -> None:
         """Drop all state (after an internal error the tracker starts over too)."""
         self._last_waiter.clear()
         self._last_check.clear()
+        self._held.clear()
 
     def _running_stack(
         self, task: asyncio.Task[Any], frames: dict[int, FrameType]
