@@ -49,6 +49,6 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "dashboards")
     session.run("ruff", "format", "--check", "src", "tests")
     session.run("mypy")

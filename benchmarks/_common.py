@@ -22,10 +22,25 @@ TESTS_DIR = ROOT / "tests"
 CHILD_TIMEOUT_S = 600.0
 
 
-def use_ground_truth() -> None:
-    """Make ``tests/gt_workloads.py`` importable (it is test code, not an installed module)."""
+#: The benchmark harness (the script run as ``__main__`` and this module) is not the
+#: workload: excluded from the detector's scope so that only ground-truth sites count.
+HARNESS = ("__main__", "_common")
+
+
+def prepare_child() -> None:
+    """Set a child process up like a traced service, with the ground truth importable.
+
+    ``tests/gt_workloads.py`` is test code, not an installed module. The workloads use
+    tracer providers of their own; the global SDK provider is installed only because a
+    real service has one, and without it the detector warns that every span is invalid.
+    """
     if str(TESTS_DIR) not in sys.path:
         sys.path.insert(0, str(TESTS_DIR))
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
 
 
 def run_child(script: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -52,9 +67,9 @@ def emit(result: dict[str, Any]) -> None:
 def run_in_threads(target: Callable[[], None], count: int) -> None:
     """Run ``target`` in ``count`` threads that start together, and re-raise any failure.
 
-    This runner lives outside the detector's scope on purpose: the ground-truth
-    module's own ``run_threads`` is in scope, so its ``join`` would show up as one more
-    dark operation that is not part of the workload.
+    The ground-truth module's own ``run_threads`` is not used because that module is in
+    the detector's scope, so its ``join`` would show up as one more dark operation that
+    is not part of the workload; this one belongs to the excluded harness.
     """
     barrier = threading.Barrier(count)
     errors: list[BaseException] = []

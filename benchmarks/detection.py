@@ -24,7 +24,16 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from _common import emit, format_table, median, pct, run_child, run_in_threads, use_ground_truth
+from _common import (
+    HARNESS,
+    emit,
+    format_table,
+    median,
+    pct,
+    prepare_child,
+    run_child,
+    run_in_threads,
+)
 
 THRESHOLD_MS = 10.0
 THRESHOLD_S = THRESHOLD_MS / 1000.0
@@ -110,7 +119,7 @@ def snapshot_p50(snapshot: Any, site: str) -> float:
 
 def measure(setting: Setting) -> dict[str, Any]:
     """Run the workload under a detector in this (fresh) process and summarise it."""
-    use_ground_truth()
+    prepare_child()
     import prometheus_client
 
     import gt_workloads as gt
@@ -122,6 +131,7 @@ def measure(setting: Setting) -> dict[str, Any]:
     detector = spangap.enable_gap_detector(
         registry=prometheus_client.CollectorRegistry(),
         include=[MODULE],
+        exclude=list(HARNESS),
         interval_ms=setting.interval_ms,
         threshold_ms=THRESHOLD_MS,
         context_reader=setting.reader,
@@ -173,6 +183,7 @@ def row_metrics(result: dict[str, Any]) -> dict[str, float]:
         "recall": found / long_calls if long_calls else float("nan"),
         "over_count": excess / countable if countable else float("nan"),
         "false_pos": float(sum(n for s, n in counted.items() if is_never_countable(s))),
+        "fp_short": float(counted.get(DARK_SHORT_SITE, 0)),
         "short_slow": float(real.get(DARK_SHORT_SITE, {}).get("ge_threshold", 0)),
         "dur_err": result["dark_sleep_p50_s"] / result["dark_sleep_real_median_s"] - 1.0,
         "samples_per_s": result["samples"] / wall,
@@ -221,6 +232,7 @@ HEADERS = (
     "recall",
     "over-count",
     "false pos",
+    "fp short",
     "short>=thr",
     "dur err",
     "samples/s",
@@ -240,6 +252,7 @@ def format_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
         pct(m["recall"]),
         pct(m["over_count"]),
         f"{m['false_pos']:g}",
+        f"{m['fp_short']:g}",
         f"{m['short_slow']:g}",
         pct(m["dur_err"], signed=True),
         f"{m['samples_per_s']:.0f}",

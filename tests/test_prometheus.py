@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus_server import JOB, Fleet, Vector, fleet  # noqa: F401 (fixture)
+from prometheus_server import JOB, Fleet, Vector, fleet, require_prometheus  # noqa: F401
 from spangap.dashboard import dashboard_json
 from spangap.live import bucket_quantile
 from spangap.metrics import DURATION_BUCKETS
@@ -235,3 +237,14 @@ def test_sampler_cpu_has_one_series_per_instance(fleet: Fleet) -> None:  # noqa:
     cpu = keyed(fleet.prometheus.query(substitute(expr_of("spangap's own CPU", "A"))), "instance")
     assert set(cpu) == {(d.target,) for d in fleet.detectors}
     assert all(0 < value < 0.5 and math.isfinite(value) for value in cpu.values())
+
+
+def test_the_example_prometheus_config_is_valid() -> None:
+    binary = require_prometheus()
+    promtool = Path(binary).with_name("promtool")
+    config = Path(__file__).resolve().parents[1] / "examples" / "observability" / "prometheus.yml"
+    checked = subprocess.run(
+        [str(promtool), "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "127.0.0.1:9464" in config.read_text()
