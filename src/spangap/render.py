@@ -385,8 +385,8 @@ def _advice_lost(sites: list[SiteStats], width: int) -> list[str]:
     for site in sites[:3]:
         text = (
             f"{site.site} ran {_plural(site.count, 'time')} ({_seconds(site.total_seconds)} s) "
-            f"in a thread, executor or task submitted by {_submitter(site)}, which had a "
-            "span; the span did not travel into it."
+            f"in a thread, executor or task handed over by {_submitter(site)}; "
+            "the span did not travel into it."
         )
         lines.append(_bullet(text, width))
     if len(sites) > 3:
@@ -403,9 +403,10 @@ def _advice_lost(sites: list[SiteStats], width: int) -> list[str]:
 
 
 def _submitter(site: SiteStats) -> str:
+    """Who handed the work over; live metrics do not carry it (the snapshot does)."""
     if site.lost_context and site.lost_context.submitters:
-        return site.lost_context.submitters[0].name
-    return "an unknown submitter"
+        return f"{site.lost_context.submitters[0].name}, which had a span"
+    return "code that had a span (the snapshot names it)"
 
 
 def _bullet(text: str, width: int) -> str:
