@@ -261,3 +261,41 @@ def test_bad_environment_value_fails_fast_with_one_line(tmp_path: Path) -> None:
     assert proc.stdout.strip() == (
         "SPANGAP_THRESHOLD_MS: expected a number between 0.1 and 3.6e+06, got 'soon'"
     )
+
+
+def test_five_thousand_dark_functions_expose_at_most_51_sites(start_detector,
+                                                               tmp_path: Path) -> None:
+    """The label bound at fleet scale: max_sites=50, 5,000 distinct dark functions."""
+    source = "import time\n" + "".join(
+        f"def dark_{i}():\n    time.sleep(0.02)\n" for i in range(5000)
+    )
+    module_path = tmp_path / "five_thousand.py"
+    module_path.write_text(source)
+    namespace: dict[str, object] = {"__name__": "five_thousand"}
+    exec(compile(source, str(module_path), "exec"), namespace)
+    registry = CollectorRegistry()
+    detector = start_detector(registry=registry, include=["five_thousand"], max_sites=50)
+
+    def call_share(first: int) -> None:
+        for i in range(first, 5000, 50):
+            namespace[f"dark_{i}"]()  # type: ignore[operator]
+
+    import threading
+
+    threads = [threading.Thread(target=call_share, args=(k,)) for k in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    detector.stop()
+    sites = {
+        s.labels["site"]
+        for metric in registry.collect()
+        for s in metric.samples
+        if "site" in s.labels
+    }
+    counted_sites = {site for site, _ in detector.operation_counts()}
+    assert "__other__" in sites and len(sites) <= 51
+    dropped = registry.get_sample_value("spangap_sites_dropped_total")
+    assert dropped is not None and dropped >= 4000  # nearly every function was seen
+    assert len(counted_sites) == 51
