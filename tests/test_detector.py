@@ -263,8 +263,9 @@ def test_bad_environment_value_fails_fast_with_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_five_thousand_dark_functions_expose_at_most_51_sites(start_detector,
-                                                               tmp_path: Path) -> None:
+def test_five_thousand_dark_functions_expose_at_most_51_sites(
+    start_detector, tmp_path: Path
+) -> None:
     """The label bound at fleet scale: max_sites=50, 5,000 distinct dark functions."""
     source = "import time\n" + "".join(
         f"def dark_{i}():\n    time.sleep(0.02)\n" for i in range(5000)

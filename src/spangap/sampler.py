@@ -65,6 +65,7 @@ class Sampler:
             thread.join(timeout)
         with self._lock:
             self._tick_safely(exclude=None, cpu_start=time.thread_time())
+            self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
 
     def hold(self) -> None:
         """Wait for the current tick to finish and keep the sampler from starting
@@ -133,7 +134,6 @@ class Sampler:
     def _run_periodic(self, now: float) -> None:
         try:
             with self._lock:
-                self._tracker.settle_tasks(now)
                 self._periodic(now)
         except Exception:
             self._on_error()

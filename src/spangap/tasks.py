@@ -51,9 +51,20 @@ def tasks_supported() -> bool:
 class TaskSampler:
     """Samples the tasks of every running loop, at most ``max_tasks`` per tick."""
 
-    def __init__(self, otel_var: Any, max_tasks: int = 256) -> None:
+    def __init__(
+        self,
+        otel_var: Any,
+        max_tasks: int = 256,
+        max_moved: int = 128,
+        max_moved_rotating: int = 32,
+    ) -> None:
         self._var = otel_var
         self._max = max_tasks
+        self._max_moved = max_moved
+        # Once there are more tasks than one tick can check, each is seen only every few
+        # ticks and nearly every one checked has moved: rebuild fewer stacks per tick, so
+        # the cost (allocation, and so garbage collections) stays bounded.
+        self._max_moved_rotating = max_moved_rotating
         self._cursor = 0
         self._contexts: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
             weakref.WeakKeyDictionary()
@@ -79,45 +90,65 @@ class TaskSampler:
             refs = list(_REGISTRY.data)
         except RuntimeError:  # the set changed while copied; try again next tick
             return [], {}
-        running = {id(t) for t in list(_CURRENT.values())}
-        every_task = len(refs) <= self._max
-        if not every_task:  # bounded cost: a fair rotating window of tasks
-            start = self._cursor % len(refs)
-            refs = (refs[start:] + refs[:start])[: self._max]
-            self._cursor = start + self._max
-        tasks = [task for task in (ref() for ref in refs) if task is not None]
-        last_waiter, last_check = self._last_waiter, self._last_check
+        current = [t for t in list(_CURRENT.values()) if t is not None]
+        running = {id(t) for t in current}
+        total = len(refs)
+        start = self._cursor % total if total else 0
         moved: list[TaskSample] = []
         done: dict[int, float] = {}
-        for task in tasks:
-            key = -id(task)
-            waiter = task._fut_waiter
-            if waiter is not None and last_waiter.get(key) is waiter:
-                last_check[key] = now
-                continue  # suspended on the same future as last time: did not move
-            checked = last_check.get(key, now)
-            if task.done():
-                if key in last_waiter:
-                    done[key] = -1.0 if task.cancelled() else checked
-                    del last_waiter[key], last_check[key]
-                    self._held.pop(key, None)
-                continue
-            last_check[key] = now
-            last_waiter[key] = waiter
-            self._held[key] = task
-            if id(task) in running:
-                stack = self._running_stack(task, frames)
-            else:
-                stack = _coroutine_chain(task.get_coro())
-            if stack:
-                moved.append(TaskSample(key, stack, self._spanned(task), task.get_name(), checked))
-        if every_task and len(last_waiter) > 2 * len(tasks) + 64:
-            alive = {-id(t) for t in tasks}  # tasks collected without being seen done
-            for key in [k for k in last_waiter if k not in alive]:
-                del last_waiter[key]
-                last_check.pop(key, None)
+        for task in current:  # always: their frames must be cut from the loop's stack
+            self._examine(task, True, frames, now, moved, done)
+        examined = 0
+        max_moved = self._max_moved if total <= self._max else self._max_moved_rotating
+        # Bounded work per tick: at most max_tasks checked and max_moved stacks rebuilt;
+        # the rotation resumes next tick where this one stopped, so every task gets its
+        # turn and a tick never holds the GIL long enough to stall the loop.
+        for i in range(min(total, self._max)):
+            ref = refs[(start + i) % total]
+            if examined >= self._max or len(moved) >= max_moved:
+                break
+            examined += 1
+            task = ref()
+            if task is not None and id(task) not in running:
+                self._examine(task, False, frames, now, moved, done)
+        self._cursor = start + examined
+        if examined == total and len(self._last_waiter) > 2 * total + 64:
+            alive = {-id(t) for t in (r() for r in refs) if t is not None}  # freed, unseen
+            for key in [k for k in self._last_waiter if k not in alive]:
+                del self._last_waiter[key]
+                self._last_check.pop(key, None)
                 self._held.pop(key, None)
         return moved, done
+
+    def _examine(
+        self,
+        task: asyncio.Task[Any],
+        running: bool,
+        frames: dict[int, FrameType],
+        now: float,
+        moved: list[TaskSample],
+        done: dict[int, float],
+    ) -> None:
+        """Check one task; append it to ``moved`` or ``done`` when that is what it did."""
+        key = -id(task)
+        waiter = task._fut_waiter  # type: ignore[attr-defined]
+        last_waiter, last_check = self._last_waiter, self._last_check
+        if waiter is not None and last_waiter.get(key) is waiter:
+            last_check[key] = now
+            return  # suspended on the same future as last time: did not move
+        checked = last_check.get(key, now)
+        if task.done():
+            if key in last_waiter:
+                done[key] = -1.0 if task.cancelled() else checked
+                del last_waiter[key], last_check[key]
+                self._held.pop(key, None)
+            return
+        last_check[key] = now
+        last_waiter[key] = waiter
+        self._held[key] = task
+        stack = self._running_stack(task, frames) if running else _coroutine_chain(task.get_coro())
+        if stack:
+            moved.append(TaskSample(key, stack, self._spanned(task), task.get_name(), checked))
 
     def forget(self) -> None:
         """Drop all state (after an internal error the tracker starts over too)."""

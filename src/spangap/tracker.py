@@ -95,6 +95,16 @@ class _Call:
         self.example: tuple[str, ...] | None = None
 
 
+class _NoIndex(dict[int, int]):
+    """The index of a task track: never needed, so never filled."""
+
+    def __setitem__(self, key: int, value: int) -> None:
+        pass
+
+
+_NO_INDEX = _NoIndex()
+
+
 class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
@@ -117,14 +127,15 @@ class _ThreadTrack:
         "waits",
     )
 
-    def __init__(self, name: str, now: float) -> None:
+    def __init__(self, name: str, now: float, indexed: bool = True) -> None:
         self.stack: list[FrameType] = []  # root -> leaf, frames of the previous sample
         self.infos: list[CodeInfo] = []  # parallel to stack
         self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
         self.leaf: FrameType | None = None  # stack[-1], kept apart for the fast path
         self.live = 0  # number of non-None entries in calls
         self.spanned = False  # at the last sample (tasks reuse it while they do not move)
-        self.index: dict[int, int] = {}  # id(frame) -> position in stack
+        # id(frame) -> position in stack; thread stacks only (task stacks are lists)
+        self.index: dict[int, int] = {} if indexed else _NO_INDEX
         self.prev_time = now
         self.samples = 0
         self.nonidle = 0
@@ -204,16 +215,17 @@ class CallTracker:
 
         Only tasks that moved since they were last checked come in ``moved``; a task
         that did not move costs nothing here, and its unchanged stretch is accounted
-        when it next moves, ends, or at :meth:`settle_tasks`. ``done`` maps tasks that
-        ended to the time they were last checked, or to a negative number when they
-        were cancelled (their calls were interrupted, not completed).
+        when it next moves or ends, and at :meth:`settle_tasks` when sampling stops.
+        ``done`` maps tasks that ended to the time they were last checked, or to a
+        negative number when they were cancelled (their calls were interrupted, not
+        completed).
         """
         tracks = self._task_tracks
         interval = self._interval
         for sample in moved:
             track = tracks.get(sample.key)
             if track is None:
-                track = tracks[sample.key] = _ThreadTrack(sample.name, now)
+                track = tracks[sample.key] = _ThreadTrack(sample.name, now, indexed=False)
             else:
                 self._settle(track, sample.last_checked)
             weight = min(now - track.prev_time, 2 * interval) if track.samples else interval
@@ -252,7 +264,7 @@ class CallTracker:
             return
         track.nonidle += ticks
         if track.live and track.wait is not None:
-            track.waits.extend([track.wait] * ticks)
+            track.waits.extend([track.wait] * min(ticks, _WAIT_LOG_LIMIT))
         if track.inscope:
             self._in_scope_s += elapsed
             if track.spanned:
@@ -379,8 +391,6 @@ class CallTracker:
                     cause,
                     lost_from,
                 )
-                if self._wants_example(info.site):
-                    call.example = _example(stack, infos, frame, info)
                 track.live += 1
             index[id(frame)] = len(stack)
             stack.append(frame)
@@ -478,7 +488,11 @@ class CallTracker:
                 thread=track.name,
                 waited_in=_most_common(track, call.wait_start),
                 end_time=last_seen,
-                example_stack=call.example,
+                example_stack=(
+                    _example(track.stack, track.infos, pos)
+                    if self._wants_example(info.site)
+                    else None
+                ),
                 lost_from=call.lost_from,
             )
         )
@@ -507,11 +521,10 @@ def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
     return counts.most_common(1)[0][0]
 
 
-def _example(
-    stack: list[FrameType], infos: list[CodeInfo], frame: FrameType, info: CodeInfo
-) -> tuple[str, ...]:
-    """Root-to-leaf code locations of a call (names and lines only, never values)."""
-    pairs = zip(stack, infos, strict=True)
+def _example(stack: list[FrameType], infos: list[CodeInfo], pos: int) -> tuple[str, ...]:
+    """Root-to-leaf code locations of the call at ``pos`` (names and lines, never values).
+    Built when an operation is counted and its site has no example yet: the stack is
+    still intact while ended calls are completed."""
+    pairs = zip(stack[: pos + 1], infos[: pos + 1], strict=True)
     items = [f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs]
-    items.append(f"{info.site} ({frame.f_code.co_filename}:{frame.f_lineno})")
     return tuple(items[-_EXAMPLE_DEPTH:])
