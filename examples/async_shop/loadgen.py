@@ -10,16 +10,17 @@ request failed or was not sent. Only talks to 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
 import time
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for _support
+
+from _support.loadgen import Results, parse_args, summarize
 from shop_async import seed
 
 # One slot per request, repeated: a fifth invoices, a tenth ship requests (webhooks).
@@ -36,19 +37,6 @@ MIX = (
     "order",
 )
 SEARCHES = ("wireless", "lamp", "tent", "rugged kettle", "easy clean", "warranty", "spea")
-
-
-@dataclass
-class Results:
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    first_error: str | None = None
-
-    def add(self, latency_ms: float, error: str | None) -> None:
-        self.latencies_ms.append(latency_ms)
-        if error is not None:
-            self.errors += 1
-            self.first_error = self.first_error or error
 
 
 def build_request(client: httpx.AsyncClient, kind: str, rng: random.Random) -> httpx.Request:
@@ -109,46 +97,11 @@ async def run(base: str, requests: int, concurrency: int, time_limit: float, see
     return results
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list (0.0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, round(pct / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url", help="the shop's base URL, http://127.0.0.1:PORT")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--time-limit", type=float, default=20.0, help="seconds, hard limit")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    parts = urlsplit(args.url)
-    if parts.scheme != "http" or parts.hostname != "127.0.0.1":
-        parser.error("the target must be http://127.0.0.1:PORT")
-    if args.requests < 1 or args.concurrency < 1 or args.time_limit <= 0:
-        parser.error("--requests, --concurrency and --time-limit must be positive")
-
+    args = parse_args(__doc__.splitlines()[0], "concurrency", 8, argv)
     started = time.monotonic()
-    results = asyncio.run(
-        run(args.url.rstrip("/"), args.requests, args.concurrency, args.time_limit, args.seed)
-    )
-    elapsed = time.monotonic() - started
-
-    latencies = sorted(results.latencies_ms)
-    done, errors = len(latencies), results.errors
-    unsent = args.requests - done
-    print(
-        f"loadgen: requests={done} errors={errors} unsent={unsent} "
-        f"p50={percentile(latencies, 50):.1f}ms p99={percentile(latencies, 99):.1f}ms "
-        f"elapsed={elapsed:.1f}s",
-        flush=True,
-    )
-    if results.first_error:
-        print(f"loadgen: first error: {results.first_error}", file=sys.stderr)
-    return 1 if errors or unsent else 0
+    results = asyncio.run(run(args.url, args.requests, args.clients, args.time_limit, args.seed))
+    return summarize(results, args.requests, time.monotonic() - started)
 
 
 if __name__ == "__main__":

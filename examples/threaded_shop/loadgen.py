@@ -10,7 +10,6 @@ and prints one summary line. Exits 1 if any request failed or was not sent. Only
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -18,9 +17,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, for _support
+
+from _support.loadgen import Results, parse_args, summarize
 from shop import seed
 from shop.reports import REPORT_KINDS
 
@@ -37,22 +38,6 @@ MIX = (
     "report",
     "order",
 )
-
-
-@dataclass
-class Results:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    unsent: int = 0
-    first_error: str | None = None
-
-    def add(self, latency_ms: float, error: str | None) -> None:
-        with self.lock:
-            self.latencies_ms.append(latency_ms)
-            if error is not None:
-                self.errors += 1
-                self.first_error = self.first_error or error
 
 
 def build_request(base: str, kind: str, rng: random.Random) -> urllib.request.Request:
@@ -84,8 +69,7 @@ def worker(
     for number in numbers:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            with results.lock:
-                results.unsent += 1
+            results.skip()
             continue
         req = build_request(base, MIX[number % len(MIX)], rng)
         start = time.perf_counter()
@@ -100,29 +84,8 @@ def worker(
         results.add((time.perf_counter() - start) * 1000, error)
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list (0.0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, round(pct / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url", help="the shop's base URL, http://127.0.0.1:PORT")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--time-limit", type=float, default=20.0, help="seconds, hard limit")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    parts = urlsplit(args.url)
-    if parts.scheme != "http" or parts.hostname != "127.0.0.1":
-        parser.error("the target must be http://127.0.0.1:PORT")
-    if args.requests < 1 or args.threads < 1 or args.time_limit <= 0:
-        parser.error("--requests, --threads and --time-limit must be positive")
-    base = args.url.rstrip("/")
-
+    args = parse_args(__doc__.splitlines()[0], "threads", 4, argv)
     results = Results()
     started = time.monotonic()
     deadline = started + args.time_limit
@@ -130,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(
             target=worker,
             args=(
-                base,
-                range(t, args.requests, args.threads),
+                args.url,
+                range(t, args.requests, args.clients),
                 deadline,
                 results,
                 random.Random(args.seed * 1000 + t),
@@ -139,29 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             name=f"client-{t}",
             daemon=True,
         )
-        for t in range(args.threads)
+        for t in range(args.clients)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         # Each request's timeout is capped by the deadline; the grace covers the last one.
         thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
-    elapsed = time.monotonic() - started
-
-    with results.lock:
-        latencies = sorted(results.latencies_ms)
-        done, errors, unsent = len(latencies), results.errors, results.unsent
-        first_error = results.first_error
-    unsent = max(unsent, args.requests - done)
-    print(
-        f"loadgen: requests={done} errors={errors} unsent={unsent} "
-        f"p50={percentile(latencies, 50):.1f}ms p99={percentile(latencies, 99):.1f}ms "
-        f"elapsed={elapsed:.1f}s",
-        flush=True,
-    )
-    if first_error:
-        print(f"loadgen: first error: {first_error}", file=sys.stderr)
-    return 1 if errors or unsent else 0
+    return summarize(results, args.requests, time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,17 @@
 """SQLite access: every query the shop runs.
 
-sqlite3 connections must stay on the thread that opened them, and this shop reaches the
-database from three kinds of threads: Starlette's worker threads (``def`` handlers), the
-event loop's default executor (``asyncio.to_thread``) and the invoice pool. So each
-thread gets its own connection. The database is only read while the shop serves.
+This shop reaches the database from three kinds of threads: Starlette's worker threads
+(``def`` handlers), the event loop's default executor (``asyncio.to_thread``) and the
+invoice pool, each through its own connection (``_support.db.connection``). The database
+is only read while the shop serves.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from typing import Any
 
-_local = threading.local()
-
-# Products that appear in other orders together with this order's products.
-_ALSO_BOUGHT = """
-    SELECT p.sku, p.name, COUNT(*) AS together
-    FROM order_items mine
-    JOIN order_items peer ON peer.product_id = mine.product_id AND peer.order_id != mine.order_id
-    JOIN order_items other
-        ON other.order_id = peer.order_id AND other.product_id != mine.product_id
-    JOIN products p ON p.id = other.product_id
-    WHERE mine.order_id = ?
-    GROUP BY other.product_id ORDER BY together DESC LIMIT 5
-"""
+from _support import db as shared
+from _support.db import ALSO_BOUGHT, connection
 
 # How many customers have spent more than this one: the invoice prints a loyalty tier.
 _SPEND_RANK = """
@@ -50,51 +37,9 @@ _STOCK_MOVEMENT = """
 """
 
 
-def connection(db_path: str) -> sqlite3.Connection:
-    """Return this thread's connection to ``db_path``, opening it on first use."""
-    conns: dict[str, sqlite3.Connection] | None = getattr(_local, "conns", None)
-    if conns is None:
-        conns = _local.conns = {}
-    conn = conns.get(db_path)
-    if conn is None:
-        conn = conns[db_path] = sqlite3.connect(db_path, timeout=5.0)
-        conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
 def load_order(db_path: str, order_id: int) -> dict[str, Any] | None:
     """An order with its items, the customer's history and "bought together" products."""
-    conn = connection(db_path)
-    row = conn.execute(
-        "SELECT o.id, o.customer_id, c.name, o.created_at, o.status "
-        "FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?",
-        (order_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    items = conn.execute(
-        "SELECT p.sku, p.name, i.qty, i.unit_price_cents FROM order_items i "
-        "JOIN products p ON p.id = i.product_id WHERE i.order_id = ? ORDER BY i.id",
-        (order_id,),
-    ).fetchall()
-    history = conn.execute(
-        "SELECT COUNT(DISTINCT o.id), COALESCE(SUM(i.qty * i.unit_price_cents), 0) "
-        "FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.customer_id = ?",
-        (row[1],),
-    ).fetchone()
-    also_bought = conn.execute(_ALSO_BOUGHT, (order_id,)).fetchall()
-    return {
-        "id": row[0],
-        "customer": {"id": row[1], "name": row[2]},
-        "created_at": row[3],
-        "status": row[4],
-        "items": [
-            {"sku": sku, "name": name, "qty": qty, "unit_price_cents": price}
-            for sku, name, qty, price in items
-        ],
-        "customer_history": {"orders": history[0], "spent_cents": history[1]},
-        "also_bought": [{"sku": sku, "name": name} for sku, name, _ in also_bought],
-    }
+    return shared.load_order(db_path, order_id)
 
 
 def invoice_data(db_path: str, order_id: int) -> dict[str, Any] | None:
@@ -121,7 +66,7 @@ def invoice_data(db_path: str, order_id: int) -> dict[str, Any] | None:
         (head[2], order_id),
     ).fetchall()
     rank = conn.execute(_SPEND_RANK, (head[2],)).fetchone()
-    recommended = conn.execute(_ALSO_BOUGHT, (order_id,)).fetchall()
+    recommended = conn.execute(ALSO_BOUGHT, (order_id,)).fetchall()
     return {
         "order_id": head[0],
         "created_at": head[1],

@@ -9,39 +9,25 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from datetime import datetime, timedelta
+
+from _support import seed as seeding
 
 CUSTOMERS = 500
 PRODUCTS = 200
 ORDERS = 5000
-COUNTRIES = ("DE", "FR", "GB", "CH", "SE", "US", "JP", "NL")
-CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "music", "sports", "office")
+COUNTRIES = seeding.COUNTRIES
+CATEGORIES = seeding.CATEGORIES
 
-# order_items has no index on order_id or product_id and orders none on customer_id, as in
-# many schemas that grew one feature at a time: the order, invoice and stock queries scan
-# those tables, which is what makes them cost milliseconds.
-SCHEMA = """
-PRAGMA journal_mode = WAL;
-CREATE TABLE customers (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, country TEXT NOT NULL
-);
-CREATE TABLE products (
-    id INTEGER PRIMARY KEY, sku TEXT NOT NULL, name TEXT NOT NULL, category TEXT NOT NULL,
-    price_cents INTEGER NOT NULL
-);
-CREATE TABLE orders (
-    id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, created_at TEXT NOT NULL,
-    status TEXT NOT NULL
-);
-CREATE TABLE order_items (
-    id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
-    qty INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL
-);
+# VAT rates on top of the tables both shops have (see _support.seed). The missing indexes
+# there make the order, invoice and stock queries scan order_items and orders, which is
+# what makes them cost milliseconds.
+_OWN_TABLES = """
 CREATE TABLE vat_rates (
     country TEXT NOT NULL, category TEXT NOT NULL, rate REAL NOT NULL,
     PRIMARY KEY (country, category)
 );
 """
+SCHEMA = seeding.core_schema(price_column="price_cents") + _OWN_TABLES
 
 
 def create_database(db_path: str, rng_seed: int = 11) -> None:
@@ -50,21 +36,8 @@ def create_database(db_path: str, rng_seed: int = 11) -> None:
     conn = sqlite3.connect(db_path)
     try:
         conn.executescript(SCHEMA)
-        conn.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            [
-                (i, f"Customer {i}", f"customer{i}@example.com", rng.choice(COUNTRIES))
-                for i in range(1, CUSTOMERS + 1)
-            ],
-        )
-        prices = {i: rng.randint(199, 19999) for i in range(1, PRODUCTS + 1)}
-        conn.executemany(
-            "INSERT INTO products VALUES (?, ?, ?, ?, ?)",
-            [
-                (i, f"SKU-{i:05d}", f"Product {i}", rng.choice(CATEGORIES), price)
-                for i, price in prices.items()
-            ],
-        )
+        seeding.insert_customers(conn, rng, CUSTOMERS)
+        prices = seeding.insert_products(conn, rng, PRODUCTS)
         conn.executemany(
             "INSERT INTO vat_rates VALUES (?, ?, ?)",
             [
@@ -73,34 +46,10 @@ def create_database(db_path: str, rng_seed: int = 11) -> None:
                 for category in CATEGORIES
             ],
         )
-        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", _orders(rng))
         conn.executemany(
-            "INSERT INTO order_items (order_id, product_id, qty, unit_price_cents) "
-            "VALUES (?, ?, ?, ?)",
-            _order_items(rng, prices),
+            "INSERT INTO orders VALUES (?, ?, ?, ?)", seeding.orders(rng, ORDERS, CUSTOMERS)
         )
+        conn.executemany(seeding.INSERT_ORDER_ITEMS, seeding.order_items(rng, prices, ORDERS))
         conn.commit()
     finally:
         conn.close()
-
-
-def _orders(rng: random.Random) -> list[tuple[int, int, str, str]]:
-    start = datetime(2024, 1, 1)
-    return [
-        (
-            i,
-            rng.randint(1, CUSTOMERS),
-            (start + timedelta(minutes=rng.randint(0, 60 * 24 * 365))).isoformat(),
-            rng.choice(("paid", "paid", "paid", "shipped", "refunded")),
-        )
-        for i in range(1, ORDERS + 1)
-    ]
-
-
-def _order_items(rng: random.Random, prices: dict[int, int]) -> list[tuple[int, int, int, int]]:
-    items = []
-    for order_id in range(1, ORDERS + 1):
-        for _ in range(rng.randint(1, 8)):
-            product_id = rng.randint(1, PRODUCTS)
-            items.append((order_id, product_id, rng.randint(1, 4), prices[product_id]))
-    return items

@@ -9,33 +9,18 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from datetime import datetime, timedelta
+
+from _support import seed as seeding
 
 CUSTOMERS = 500
 PRODUCTS = 200
 ORDERS = 5000
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "SEK", "JPY")
 
-# order_items has no index on order_id and orders none on customer_id, as in many schemas
-# that grew one feature at a time: loading an order scans those tables, which is what
-# makes shop.db:load_order cost milliseconds.
-SCHEMA = """
-PRAGMA journal_mode = WAL;
-CREATE TABLE customers (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, country TEXT NOT NULL
-);
-CREATE TABLE products (
-    id INTEGER PRIMARY KEY, sku TEXT NOT NULL, name TEXT NOT NULL, category TEXT NOT NULL,
-    base_price_cents INTEGER NOT NULL
-);
-CREATE TABLE orders (
-    id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, created_at TEXT NOT NULL,
-    status TEXT NOT NULL, currency TEXT NOT NULL, total_cents INTEGER NOT NULL
-);
-CREATE TABLE order_items (
-    id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, product_id INTEGER NOT NULL,
-    qty INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL
-);
+# Prices by currency, and the audit trail, on top of the tables both shops have (see
+# _support.seed). The missing indexes there make loading an order scan order_items and
+# orders: shop.db:load_order costs milliseconds.
+_OWN_TABLES = """
 CREATE TABLE rates (currency TEXT PRIMARY KEY, rate REAL NOT NULL, fetched_at TEXT NOT NULL);
 CREATE TABLE product_prices (
     product_id INTEGER NOT NULL, currency TEXT NOT NULL, price_cents INTEGER NOT NULL,
@@ -46,9 +31,13 @@ CREATE TABLE audit_log (
     digest TEXT NOT NULL
 );
 """
-
-_CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "music", "sports", "office")
-_COUNTRIES = ("DE", "FR", "GB", "CH", "SE", "US", "JP", "NL")
+SCHEMA = (
+    seeding.core_schema(
+        price_column="base_price_cents",
+        order_columns=("currency TEXT NOT NULL", "total_cents INTEGER NOT NULL"),
+    )
+    + _OWN_TABLES
+)
 
 
 def create_database(db_path: str, rng_seed: int = 7) -> None:
@@ -57,59 +46,18 @@ def create_database(db_path: str, rng_seed: int = 7) -> None:
     conn = sqlite3.connect(db_path)
     try:
         conn.executescript(SCHEMA)
-        conn.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            [
-                (i, f"Customer {i}", f"customer{i}@example.com", rng.choice(_COUNTRIES))
-                for i in range(1, CUSTOMERS + 1)
-            ],
-        )
-        base_prices = {i: rng.randint(199, 19999) for i in range(1, PRODUCTS + 1)}
-        conn.executemany(
-            "INSERT INTO products VALUES (?, ?, ?, ?, ?)",
-            [
-                (i, f"SKU-{i:05d}", f"Product {i}", rng.choice(_CATEGORIES), price)
-                for i, price in base_prices.items()
-            ],
-        )
-        items = _order_items(rng, base_prices)
+        seeding.insert_customers(conn, rng, CUSTOMERS)
+        base_prices = seeding.insert_products(conn, rng, PRODUCTS)
+        items = seeding.order_items(rng, base_prices, ORDERS)
         totals: dict[int, int] = {}
         for order_id, _, qty, price in items:
             totals[order_id] = totals.get(order_id, 0) + qty * price
-        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)", _orders(rng, totals))
-        conn.executemany(
-            "INSERT INTO order_items (order_id, product_id, qty, unit_price_cents) "
-            "VALUES (?, ?, ?, ?)",
-            items,
+        # Each order also gets a currency, drawn after its status, and its total.
+        orders = seeding.orders(
+            rng, ORDERS, CUSTOMERS, lambda order_id: (rng.choice(CURRENCIES), totals[order_id])
         )
+        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)", orders)
+        conn.executemany(seeding.INSERT_ORDER_ITEMS, items)
         conn.commit()
     finally:
         conn.close()
-
-
-def _orders(
-    rng: random.Random, totals: dict[int, int]
-) -> list[tuple[int, int, str, str, str, int]]:
-    start = datetime(2024, 1, 1)
-    return [
-        (
-            i,
-            rng.randint(1, CUSTOMERS),
-            (start + timedelta(minutes=rng.randint(0, 60 * 24 * 365))).isoformat(),
-            rng.choice(("paid", "paid", "paid", "shipped", "refunded")),
-            rng.choice(CURRENCIES),
-            totals[i],
-        )
-        for i in range(1, ORDERS + 1)
-    ]
-
-
-def _order_items(
-    rng: random.Random, base_prices: dict[int, int]
-) -> list[tuple[int, int, int, int]]:
-    items = []
-    for order_id in range(1, ORDERS + 1):
-        for _ in range(rng.randint(1, 8)):
-            product_id = rng.randint(1, PRODUCTS)
-            items.append((order_id, product_id, rng.randint(1, 4), base_prices[product_id]))
-    return items
