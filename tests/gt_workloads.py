@@ -222,7 +222,13 @@ class DelayServer:
 
 
 def run_threads(target: Callable[[], None], count: int) -> None:
-    threads = [threading.Thread(target=target, name=f"gt-{i}") for i in range(count)]
+    """``target`` in ``count`` threads at once."""
+    run_all([target] * count)
+
+
+def run_all(targets: list[Callable[[], None]]) -> None:
+    """Each target in its own thread, all at once; returns when all are done."""
+    threads = [threading.Thread(target=t, name=f"gt-{i}") for i, t in enumerate(targets)]
     for t in threads:
         t.start()
     for t in threads:

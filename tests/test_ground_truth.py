@@ -109,14 +109,8 @@ def test_cpu_bound_dark_work_next_to_io_threads(start_detector, recorded) -> Non
             w.dark_cpu()
             w.spanned_cm()
 
-    threads = [threading.Thread(target=cpu)] + [
-        threading.Thread(target=mixed_io, args=(server.address, True)) for _ in range(3)
-    ]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        w.run_all([cpu] + [lambda: mixed_io(server.address, True)] * 3)
     finally:
         detector.stop()
         server.close()
