@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,18 @@ def start_detector() -> Iterator[Callable[..., GapDetector]]:
     yield start
     for detector in started:
         detector.stop()
+
+
+@pytest.fixture
+def service_sized_heap() -> Iterator[None]:
+    """A full garbage collection pauses every thread, the sampler included (see the
+    README's known limits). Over pytest's heap of earlier tests one can take 30+ ms and
+    blind the sampler for a whole round of calls; freeze that heap so collections scan
+    only the workload's objects, as they would in a service process."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

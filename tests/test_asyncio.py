@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import random
 import threading
 import time
@@ -56,18 +55,6 @@ def site(name: str) -> str:
 
 def recorded_calls(recorded: list[tuple[str, float]], name: str) -> list[float]:
     return [d for s, d in recorded if s == w.site(name)]
-
-
-@pytest.fixture
-def service_sized_heap():
-    """A full garbage collection pauses every thread, the sampler included (see the
-    README's known limits). Over pytest's heap of earlier tests one can take 30+ ms and
-    blind the sampler for a whole round of awaits; freeze that heap so collections scan
-    only this workload's objects, as they would in a service process."""
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 @pytest.mark.parametrize("reader", ["native", "python"])

@@ -116,10 +116,6 @@ class NativeReader:
         """Forget per-thread answers (a forked child has new threads)."""
         self._last.clear()
 
-    def context_of(self, thread_id: int) -> object:
-        """The OpenTelemetry Context a thread executes (for diagnostics and tests)."""
-        return self._thread_values(self._var).get(thread_id)
-
     def close(self) -> None:
         self._last.clear()
 

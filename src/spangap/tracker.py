@@ -62,7 +62,6 @@ class _Call:
     __slots__ = (
         "cause",
         "child_s",
-        "example",
         "first_seen",
         "gap_before",
         "info",
@@ -92,7 +91,6 @@ class _Call:
         self.child_s = 0.0
         self.cause = cause
         self.lost_from = lost_from
-        self.example: tuple[str, ...] | None = None
 
 
 class _NoIndex(dict[int, int]):
@@ -280,10 +278,6 @@ class CallTracker:
         result = (self._in_scope_s, self._spanned_s)
         self._in_scope_s = self._spanned_s = 0.0
         return result
-
-    @property
-    def thread_count(self) -> int:
-        return len(self._tracks)
 
     # -- one thread -----------------------------------------------------------------------
 
