@@ -10,6 +10,7 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -108,19 +109,25 @@ def test_metric_prefix(start_detector, recorded) -> None:
     )
 
 
-def test_site_label_values_are_bounded(start_detector, tmp_path: Path) -> None:
-    # 30 distinct dark functions, generated so each is its own call site.
+def dark_functions(tmp_path: Path, module: str, count: int, seconds: float) -> dict[str, Any]:
+    """A generated module of ``count`` distinct dark functions ``dark_<i>``: one call site
+    each, with a real file behind them."""
     source = "import time\n" + "".join(
-        f"def dark_{i}():\n    time.sleep(0.04)\n" for i in range(30)
+        f"def dark_{i}():\n    time.sleep({seconds})\n" for i in range(count)
     )
-    module_path = tmp_path / "many_sites.py"
+    module_path = tmp_path / f"{module}.py"
     module_path.write_text(source)
-    namespace: dict[str, object] = {"__name__": "many_sites"}
+    namespace: dict[str, Any] = {"__name__": module}
     exec(compile(source, str(module_path), "exec"), namespace)
+    return namespace
+
+
+def test_site_label_values_are_bounded(start_detector, tmp_path: Path) -> None:
+    namespace = dark_functions(tmp_path, "many_sites", 30, 0.04)
     registry = CollectorRegistry()
     detector = start_detector(registry=registry, include=["many_sites"], max_sites=5)
     for i in range(30):
-        namespace[f"dark_{i}"]()  # type: ignore[operator]
+        namespace[f"dark_{i}"]()
     detector.stop()
     sites = {
         s.labels["site"]
@@ -267,19 +274,13 @@ def test_five_thousand_dark_functions_expose_at_most_51_sites(
     start_detector, tmp_path: Path
 ) -> None:
     """The label bound at fleet scale: max_sites=50, 5,000 distinct dark functions."""
-    source = "import time\n" + "".join(
-        f"def dark_{i}():\n    time.sleep(0.02)\n" for i in range(5000)
-    )
-    module_path = tmp_path / "five_thousand.py"
-    module_path.write_text(source)
-    namespace: dict[str, object] = {"__name__": "five_thousand"}
-    exec(compile(source, str(module_path), "exec"), namespace)
+    namespace = dark_functions(tmp_path, "five_thousand", 5000, 0.02)
     registry = CollectorRegistry()
     detector = start_detector(registry=registry, include=["five_thousand"], max_sites=50)
 
     def call_share(first: int) -> None:
         for i in range(first, 5000, 50):
-            namespace[f"dark_{i}"]()  # type: ignore[operator]
+            namespace[f"dark_{i}"]()
 
     import threading
 
