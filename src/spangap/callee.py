@@ -59,10 +59,15 @@ def _call_names(code: CodeType) -> dict[int, str]:
         if ins.opname in _CALLS:
             name = _callee_before(instructions, i)
             if name:
-                # While a Python callee runs, 3.11 leaves f_lasti on the CALL's last
-                # inline-cache entry, so every offset up to the next instruction maps.
+                # The whole call sequence maps: on 3.11 a specialized PRECALL makes the
+                # call to a C function itself (f_lasti on the PRECALL, once the code is
+                # hot), and while a Python callee runs f_lasti sits on the CALL's last
+                # inline-cache entry.
+                first = (
+                    instructions[i - 1] if i and instructions[i - 1].opname == "PRECALL" else ins
+                )
                 end = instructions[i + 1].offset if i + 1 < len(instructions) else ins.offset + 2
-                for offset in range(ins.offset, end, 2):
+                for offset in range(first.offset, end, 2):
                     names[offset] = name
     return names
 

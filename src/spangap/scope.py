@@ -14,7 +14,7 @@ import site as site_module
 import sys
 import sysconfig
 from fnmatch import fnmatchcase
-from types import CodeType
+from types import CodeType, FrameType
 
 from .idle import IdleRules
 
@@ -178,6 +178,13 @@ class Scope:
                 self._cache.clear()  # dynamically generated code; start over rather than grow
             found = self._cache[code] = self._classify(code, module)
         return found
+
+    def info_of(self, frame: FrameType) -> CodeInfo:
+        """:meth:`info` for a frame; its module name is read only on a cache miss."""
+        found = self._cache.get(frame.f_code)
+        if found is not None:
+            return found
+        return self.info(frame.f_code, frame.f_globals.get("__name__") or "?")
 
     def in_scope(self, module: str, filename: str) -> bool:
         """SPEC "in scope": the application's code, not the stdlib's, ours, or a dependency's."""

@@ -371,8 +371,7 @@ class CallTracker:
             if lost_from is not None:
                 cause = CONTEXT_LOST
         for frame in reversed(new):
-            code = frame.f_code
-            info = scope.info(code, frame.f_globals.get("__name__") or "?")
+            info = scope.info_of(frame)
             call = None
             if info.countable and not spanned:
                 call = _Call(
@@ -509,10 +508,11 @@ def _nearest_in_scope(infos: list[CodeInfo], pos: int) -> str | None:
 
 def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
     start = max(0, wait_start - track.wait_base)
-    counts = Counter(w for w in track.waits[start:] if w is not None)
+    counts = Counter(track.waits[start:])  # counted in C; None marks "no wait"
+    counts.pop(None, None)
     if not counts:
         return None
-    return counts.most_common(1)[0][0]
+    return max(counts, key=counts.__getitem__)
 
 
 def _example(stack: list[FrameType], infos: list[CodeInfo], pos: int) -> tuple[str, ...]:
