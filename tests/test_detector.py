@@ -301,3 +301,26 @@ def test_five_thousand_dark_functions_expose_at_most_51_sites(
     dropped = registry.get_sample_value("spangap_sites_dropped_total")
     assert dropped is not None and dropped >= 4000  # nearly every function was seen
     assert len(counted_sites) == 51
+
+
+def test_stop_never_hangs_on_a_stuck_sampler(start_detector, caplog) -> None:
+    """If a tick ever got stuck holding the sampler's lock, stop() (and so the host's
+    exit) must still return, after its timeout, with the problem counted and logged."""
+    registry = CollectorRegistry()
+    detector = start_detector(registry=registry)
+    sampler = detector._sampler
+    sampler._stopping.set()
+    sampler._thread.join()  # type: ignore[union-attr]
+    sampler.hold()  # stands in for a tick that never finishes
+    import threading
+
+    with caplog.at_level(logging.ERROR, logger="spangap"):
+        stopper = threading.Thread(target=sampler.stop, kwargs={"timeout": 0.2})
+        stopper.start()
+        stopper.join(30)  # a liveness guard, so a regression fails instead of hanging
+        returned = not stopper.is_alive()
+        sampler.release()
+        stopper.join()
+    assert returned, "stop() blocked on the stuck sampler"
+    assert "did not stop" in caplog.text
+    assert registry.get_sample_value("spangap_internal_errors_total") == 1

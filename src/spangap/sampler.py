@@ -63,9 +63,16 @@ class Sampler:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        with self._lock:
+        # Bounded: a stuck tick must not hang the host's shutdown; skip the last sample.
+        if not self._lock.acquire(timeout=timeout):
+            log.error("spangap: sampler did not stop within %.0f s; last sample skipped", timeout)
+            self._aggregate.count_error()
+            return
+        try:
             self._tick_safely(exclude=None, cpu_start=time.thread_time())
             self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
+        finally:
+            self._lock.release()
 
     def hold(self) -> None:
         """Wait for the current tick to finish and keep the sampler from starting
