@@ -132,10 +132,15 @@ def spanned_sampled_out() -> None:
         spanned_body()
 
 
+#: Pure-Python CPU units inside each spanned body (40 ≈ 5 ms). Tests of I/O-bound threads
+#: lower it: CPU in several threads at once is GIL contention, a separate test's subject.
+SPANNED_CPU_UNITS = 40
+
+
 def spanned_body() -> None:
     start = time.perf_counter()
     time.sleep(0.025)
-    burn(40)
+    burn(SPANNED_CPU_UNITS)
     _record("spanned_body", start)
 
 

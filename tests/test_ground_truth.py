@@ -73,9 +73,14 @@ def mixed_io(address: tuple[str, int], with_context_run: bool, rounds: int = 25)
 
 
 @pytest.mark.parametrize("reader", ["native", "python"])
-def test_four_threads_at_once(start_detector, recorded, reader: str, service_sized_heap) -> None:
+def test_four_threads_at_once(
+    start_detector, recorded, reader: str, service_sized_heap, monkeypatch
+) -> None:
     """Dark sleeps, socket round trips, nested dark calls, a helper that ran before a
-    span opened, next to spanned, sampled-out and carried-context work: 4 threads."""
+    span opened, next to spanned, sampled-out and carried-context work: 4 I/O-bound
+    threads. (Pure-Python CPU in several threads at once makes the sampler wait for the
+    GIL: that is the next test's subject, with its own measured floor.)"""
+    monkeypatch.setattr(w, "SPANNED_CPU_UNITS", 4)
     server = w.DelayServer()
     # The hook reader cannot see a context entered with Context.run (documented blind
     # spot), so that workload runs only with the exact reader.
