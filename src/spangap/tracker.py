@@ -93,16 +93,6 @@ class _Call:
         self.lost_from = lost_from
 
 
-class _NoIndex(dict[int, int]):
-    """The index of a task track: never needed, so never filled."""
-
-    def __setitem__(self, key: int, value: int) -> None:
-        pass
-
-
-_NO_INDEX = _NoIndex()
-
-
 class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
@@ -125,15 +115,14 @@ class _ThreadTrack:
         "waits",
     )
 
-    def __init__(self, name: str, now: float, indexed: bool = True) -> None:
+    def __init__(self, name: str, now: float) -> None:
         self.stack: list[FrameType] = []  # root -> leaf, frames of the previous sample
         self.infos: list[CodeInfo] = []  # parallel to stack
         self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
         self.leaf: FrameType | None = None  # stack[-1], kept apart for the fast path
         self.live = 0  # number of non-None entries in calls
         self.spanned = False  # at the last sample (tasks reuse it while they do not move)
-        # id(frame) -> position in stack; thread stacks only (task stacks are lists)
-        self.index: dict[int, int] = {} if indexed else _NO_INDEX
+        self.index: dict[int, int] = {}  # id(frame) -> position in stack
         self.prev_time = now
         self.samples = 0
         self.nonidle = 0
@@ -192,12 +181,11 @@ class CallTracker:
             if track is None:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
             is_spanned = tid in spanned
-            changed = track.leaf is not leaf
-            if changed:
+            if track.leaf is not leaf:
                 self._restructure(tid, track, leaf, is_spanned, now)
             elif is_spanned and track.live:
                 self._taint(track)
-            coverage = self._account(track, leaf, changed, is_spanned, now)
+            coverage = self._account(track, leaf, is_spanned, now)
             if coverage:
                 in_scope_s += weight
                 if coverage > 1:
@@ -206,7 +194,7 @@ class CallTracker:
         self._spanned_s += spanned_s
         if len(tracks) > len(frames):
             for tid in [t for t in tracks if t not in frames]:
-                self._end_thread(tracks.pop(tid), now)
+                self._end_calls(tracks.pop(tid), 0, now)  # the thread ended
 
     def observe_tasks(self, moved: list[TaskSample], done: Mapping[int, float], now: float) -> None:
         """Take one sample of asyncio tasks.
@@ -223,17 +211,16 @@ class CallTracker:
         for sample in moved:
             track = tracks.get(sample.key)
             if track is None:
-                track = tracks[sample.key] = _ThreadTrack(sample.name, now, indexed=False)
+                track = tracks[sample.key] = _ThreadTrack(sample.name, now)
             else:
                 self._settle(track, sample.last_checked)
             weight = min(now - track.prev_time, 2 * interval) if track.samples else interval
-            changed = sample.frames[-1] is not track.leaf
             track.spanned = sample.spanned
-            if changed:
+            if sample.frames[-1] is not track.leaf:
                 self._restructure_list(sample.key, track, sample.frames, now)
             elif sample.spanned and track.live:
                 self._taint(track)
-            coverage = self._account(track, track.leaf, changed, track.spanned, now)
+            coverage = self._account(track, track.leaf, track.spanned, now)
             if coverage:
                 self._in_scope_s += weight
                 if coverage > 1:
@@ -293,6 +280,7 @@ class CallTracker:
         if new:
             self._push(tid, track, new, spanned, now)
         track.leaf = leaf
+        track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
 
     def _restructure_list(
@@ -311,10 +299,11 @@ class CallTracker:
         if keep < len(frames):
             self._push(key, track, frames[keep:][::-1], track.spanned, now)
         track.leaf = frames[-1]
+        track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
 
     def _account(
-        self, track: _ThreadTrack, leaf: FrameType | None, changed: bool, spanned: bool, now: float
+        self, track: _ThreadTrack, leaf: FrameType | None, spanned: bool, now: float
     ) -> int:
         """Per-sample counters; returns 0 (no coverage), 1 (in scope, dark) or 2 (in
         scope, spanned) for the coverage figures."""
@@ -324,14 +313,14 @@ class CallTracker:
             return 0
         track.nonidle += 1
         if track.live and leaf is not None:  # dark (spanned leaves nothing live), tracked
-            self._log_wait(track, leaf, changed)
+            self._log_wait(track, leaf)
         if not track.inscope:
             return 0
         return 2 if spanned else 1
 
-    def _log_wait(self, track: _ThreadTrack, leaf: FrameType, changed: bool) -> None:
+    def _log_wait(self, track: _ThreadTrack, leaf: FrameType) -> None:
         """Note where this dark, non-idle sample sits (one entry per such sample)."""
-        if changed or track.wait is None:
+        if track.wait is None:
             track.wait = self._wait_name(track, leaf)
         waits = track.waits
         waits.append(track.wait)
@@ -430,9 +419,6 @@ class CallTracker:
         return name or None
 
     # -- ends -----------------------------------------------------------------------------
-
-    def _end_thread(self, track: _ThreadTrack, now: float) -> None:
-        self._end_calls(track, 0, now)
 
     def _end_calls(self, track: _ThreadTrack, keep: int, now: float) -> None:
         """Calls at positions >= keep have returned since the previous sample."""
