@@ -126,7 +126,6 @@ class Aggregate:
         self.internal_errors = 0
         self.in_scope_s = 0.0
         self.spanned_s = 0.0
-        self._flushed: tuple[float, float, float, float] = (0, 0.0, 0.0, 0.0)
         # Coverage window: (perf_counter second, in-scope s, spanned s) per second.
         self._window: deque[tuple[int, float, float]] = deque()
 
@@ -180,22 +179,14 @@ class Aggregate:
             horizon = second - self._options.coverage_window_s
             while window and window[0][0] < horizon:
                 window.popleft()
-
-    def flush_tick_metrics(self) -> None:
-        """Push the per-tick totals to Prometheus (about once a second, and at stop):
-        four locked counter updates on every tick would be a measurable share of it."""
-        with self._lock:
-            totals = (self.samples, self.sampler_cpu_s, self.in_scope_s, self.spanned_s)
-        flushed, self._flushed = self._flushed, totals
         m = self._metrics
-        for counter, now, before in zip(
-            (m.samples, m.sampler_cpu, m.in_scope_seconds, m.spanned_seconds),
-            totals,
-            flushed,
-            strict=True,
-        ):
-            if now > before:
-                counter.inc(now - before)
+        m.samples.inc()
+        if cpu_s > 0:
+            m.sampler_cpu.inc(cpu_s)
+        if in_scope_s > 0:
+            m.in_scope_seconds.inc(in_scope_s)
+        if spanned_s > 0:
+            m.spanned_seconds.inc(spanned_s)
 
     def window_coverage(self) -> float:
         """Coverage over the sliding window, NaN when nothing in scope was sampled."""

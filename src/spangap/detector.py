@@ -219,7 +219,6 @@ class GapDetector:
             self._write_snapshot_quietly(self._configured_snapshot_path())
 
     def _update_gauges(self) -> None:
-        self._aggregate.flush_tick_metrics()
         coverage = self._aggregate.window_coverage()
         self._metrics.coverage_ratio.set(coverage if not math.isnan(coverage) else math.nan)
         self._metrics.interval.set(self._sampler.effective_interval_s)

@@ -113,17 +113,14 @@ class HandoffWatcher:
     def _called_from_app(self) -> bool:
         """Whether the code that called the hooked function is in scope."""
         try:
-            caller = sys._getframe(2)
-            module = caller.f_globals.get("__name__") or "?"
-            return self._scope.info(caller.f_code, module).in_scope
+            return self._scope.info_of(sys._getframe(2)).in_scope
         except Exception:
             return False
 
     def _submitter_site(self) -> str:
         frame = sys._getframe(2)
         while frame is not None:
-            module = frame.f_globals.get("__name__") or "?"
-            info = self._scope.info(frame.f_code, module)
+            info = self._scope.info_of(frame)
             if info.in_scope:
                 return info.site
             frame = frame.f_back  # type: ignore[assignment]
