@@ -105,7 +105,7 @@ class TaskSampler:
         # turn and a tick never holds the GIL long enough to stall the loop.
         for i in range(min(total, self._max)):
             ref = refs[(start + i) % total]
-            if examined >= self._max or len(moved) >= max_moved:
+            if len(moved) >= max_moved:
                 break
             examined += 1
             task = ref()
@@ -113,7 +113,9 @@ class TaskSampler:
                 self._examine(task, False, frames, now, moved, done)
         self._cursor = start + examined
         if examined == total and len(self._last_waiter) > 2 * total + 64:
-            alive = {-id(t) for t in (r() for r in refs) if t is not None}  # freed, unseen
+            # Held tasks stay registered until seen done; this only catches a task that
+            # left asyncio's registry some other way, so its state cannot pile up.
+            alive = {-id(t) for t in (r() for r in refs) if t is not None}
             for key in [k for k in self._last_waiter if k not in alive]:
                 del self._last_waiter[key]
                 self._last_check.pop(key, None)
