@@ -1,8 +1,9 @@
-"""Builds the optional C extension; everything else lives in pyproject.toml.
+"""Builds the optional C extensions; everything else lives in pyproject.toml.
 
-The extension reads each thread's executing ``contextvars`` context. If it cannot be
+``_native`` reads each thread's executing ``contextvars`` context; ``_liveness`` tells,
+without the GIL, whether calls the sampler has seen are still running. If one cannot be
 compiled (no compiler, unsupported interpreter), installation still succeeds and
-spangap falls back to its pure-Python context reader.
+spangap falls back to pure Python for that part.
 """
 
 from setuptools import Extension, setup
@@ -16,16 +17,19 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any build failure means "no extension"
-            print(f"spangap: C extension not built ({exc}); using the pure-Python reader")
+            print(f"spangap: C extension not built ({exc}); using the pure-Python fallback")
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            print(f"spangap: C extension not built ({exc}); using the pure-Python reader")
+            print(f"spangap: C extension not built ({exc}); using the pure-Python fallback")
 
 
 setup(
-    ext_modules=[Extension("spangap._native", ["src/spangap/_native.c"], optional=True)],
+    ext_modules=[
+        Extension("spangap._native", ["src/spangap/_native.c"], optional=True),
+        Extension("spangap._liveness", ["src/spangap/_liveness.c"], optional=True),
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -126,6 +126,8 @@ class Aggregate:
         self.internal_errors = 0
         self.in_scope_s = 0.0
         self.spanned_s = 0.0
+        # What flush_tick_metrics() already added to the Prometheus counters.
+        self._pushed: tuple[float, float, float, float] = (0, 0.0, 0.0, 0.0)
         # Coverage window: (perf_counter second, in-scope s, spanned s) per second.
         self._window: deque[tuple[int, float, float]] = deque()
 
@@ -179,14 +181,19 @@ class Aggregate:
             horizon = second - self._options.coverage_window_s
             while window and window[0][0] < horizon:
                 window.popleft()
+
+    def flush_tick_metrics(self) -> None:
+        """Move what :meth:`add_tick` accumulated into the Prometheus counters. Called
+        about once a second and at stop: four counter updates per tick would be a
+        sizeable share of a quiet tick's cost, and scrapes come seconds apart anyway."""
+        with self._lock:
+            totals = (self.samples, self.sampler_cpu_s, self.in_scope_s, self.spanned_s)
+        pushed, self._pushed = self._pushed, totals
         m = self._metrics
-        m.samples.inc()
-        if cpu_s > 0:
-            m.sampler_cpu.inc(cpu_s)
-        if in_scope_s > 0:
-            m.in_scope_seconds.inc(in_scope_s)
-        if spanned_s > 0:
-            m.spanned_seconds.inc(spanned_s)
+        counters = (m.samples, m.sampler_cpu, m.in_scope_seconds, m.spanned_seconds)
+        for counter, now_total, before in zip(counters, totals, pushed, strict=True):
+            if now_total > before:
+                counter.inc(now_total - before)
 
     def window_coverage(self) -> float:
         """Coverage over the sliding window, NaN when nothing in scope was sampled."""

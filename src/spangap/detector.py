@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import start_http_server
 
 from .aggregate import Aggregate
+from .budget import OverheadBudget
 from .handoff import HandoffWatcher
+from .liveness import make_watcher
 from .metrics import metric_set
 from .options import Options, resolve_options
 from .sampler import Sampler
@@ -116,6 +118,7 @@ class GapDetector:
         """The per-process parts: findings, call tracker, task sampler, sampling thread."""
         options = self.options
         self._aggregate = Aggregate(options, self._metrics)
+        self._watcher = make_watcher(options.liveness, options.interval_s)
         self._tracker = CallTracker(
             self._scope,
             options.threshold_s,
@@ -124,16 +127,19 @@ class GapDetector:
             thread_name=_thread_name,
             wants_example=self._aggregate.wants_example,
             lost_context=self._handoff.lost_context,
+            watcher=self._watcher,
         )
         var = runtime_context_var()
         tasks = TaskSampler(var) if var is not None and tasks_supported() else None
+        self._budget = OverheadBudget(options.max_overhead, options.interval_s, options.threshold_s)
         self._sampler = Sampler(
             self._tracker,
             self._reader,
             self._aggregate,
-            options.interval_s,
+            self._budget,
             self._periodic,
             tasks,
+            self._watcher,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -145,6 +151,8 @@ class GapDetector:
                 self.options.metrics_port, addr=self.options.metrics_addr, registry=reg
             )
         self._metrics.interval.set(self.options.interval_s)
+        self._metrics.max_overhead.set(self.options.max_overhead)
+        self._metrics.stride.set(1)
         self._running = True
         self._handoff.install()
         self._sampler.start()
@@ -184,6 +192,11 @@ class GapDetector:
         """Which span-state reader is in use: "native" or "python"."""
         return self._reader.name
 
+    @property
+    def liveness(self) -> str:
+        """How the end of a call is found: "native" (watcher thread) or "sampled"."""
+        return "sampled" if self._watcher is None else "native"
+
     # -- results --------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
@@ -219,9 +232,13 @@ class GapDetector:
             self._write_snapshot_quietly(self._configured_snapshot_path())
 
     def _update_gauges(self) -> None:
+        self._aggregate.flush_tick_metrics()
         coverage = self._aggregate.window_coverage()
         self._metrics.coverage_ratio.set(coverage if not math.isnan(coverage) else math.nan)
         self._metrics.interval.set(self._sampler.effective_interval_s)
+        self._metrics.stride.set(self._budget.setting.stride)
+        self._metrics.overhead.set(self._budget.share)
+        self._metrics.over_budget.set(1 if self._budget.over_budget else 0)
 
     def _warn_if_no_sdk(self, force: bool) -> None:
         if self._warned_no_sdk or not force:

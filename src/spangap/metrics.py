@@ -38,6 +38,10 @@ class MetricSet:
     sites_dropped: Counter
     internal_errors: Counter
     interval: Gauge
+    stride: Gauge
+    overhead: Gauge
+    max_overhead: Gauge
+    over_budget: Gauge
 
 
 # Metrics outlive a detector (SPEC: after stop() "the metrics stay registered"), and a
@@ -107,7 +111,7 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         ),
         sampler_cpu=Counter(
             f"{p}spangap_sampler_cpu_seconds",
-            "CPU time used by the spangap sampler thread.",
+            "CPU time used by the spangap sampler (its thread and the native liveness watcher).",
             registry=reg,
         ),
         samples=Counter(f"{p}spangap_samples", "Sampling ticks taken.", registry=reg),
@@ -123,7 +127,28 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         ),
         interval=Gauge(
             f"{p}spangap_sampler_interval_seconds",
-            "The sampler's current interval between ticks.",
+            "The sampler's measured interval between ticks (mean of recent ticks).",
+            registry=reg,
+        ),
+        stride=Gauge(
+            f"{p}spangap_sampler_stride",
+            "Each tick examines one thread (and task) in this many, in rotation (1 = all); "
+            "raised only when the interval alone cannot hold max_overhead.",
+            registry=reg,
+        ),
+        overhead=Gauge(
+            f"{p}spangap_sampler_overhead_ratio",
+            "CPU share of one core the sampler used over the last budget window.",
+            registry=reg,
+        ),
+        max_overhead=Gauge(
+            f"{p}spangap_sampler_max_overhead_ratio",
+            "The configured budget (max_overhead), as a share of one core.",
+            registry=reg,
+        ),
+        over_budget=Gauge(
+            f"{p}spangap_sampler_over_budget",
+            "1 when the sampler is at its slowest setting and still over max_overhead.",
             registry=reg,
         ),
     )

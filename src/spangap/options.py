@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 ENV_PREFIX = "SPANGAP_"
 _METRIC_PREFIX_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$")
 _CONTEXT_READERS = ("auto", "native", "python")
+_LIVENESS_MODES = ("auto", "native", "sampled")
 
 
 class OptionError(ValueError):
@@ -44,6 +45,8 @@ class Options:
     snapshot_interval_s: float = 60.0
     entry_module: str | None = None
     context_reader: str = "auto"
+    liveness: str = "auto"
+    max_overhead: float = 0.01
     coverage_window_s: float = 60.0
 
     @property
@@ -129,11 +132,14 @@ def _metric_prefix(name: str, value: Any) -> str:
     return text
 
 
-def _context_reader(name: str, value: Any) -> str:
-    text = _text(name, value).strip().lower()
-    if text not in _CONTEXT_READERS:
-        raise OptionError(f"{name}: must be one of {', '.join(_CONTEXT_READERS)}, got {value!r}")
-    return text
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = _text(name, value).strip().lower()
+        if text not in choices:
+            raise OptionError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
 
 
 def _registry(name: str, value: Any) -> CollectorRegistry | None:
@@ -158,7 +164,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_path": _optional(_text),
     "snapshot_interval_s": _float_in(0.1, 86_400.0),
     "entry_module": _optional(_text),
-    "context_reader": _context_reader,
+    "context_reader": _one_of(_CONTEXT_READERS),
+    "liveness": _one_of(_LIVENESS_MODES),
+    "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
 }
 # Options that only make sense in code, not in an environment variable.

@@ -13,8 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 
 from .aggregate import Aggregate
+from .budget import OverheadBudget
+from .liveness import LivenessWatcher
 from .spanstate import SpanStateReader
 from .tasks import TaskSampler
 from .tracker import CallTracker
@@ -23,6 +26,7 @@ log = logging.getLogger("spangap")
 
 _MAX_CONSECUTIVE_ERRORS = 50
 _PERIODIC_S = 1.0
+_BUDGET_WINDOW_S = 0.5
 
 
 class Sampler:
@@ -33,15 +37,21 @@ class Sampler:
         tracker: CallTracker,
         reader: SpanStateReader,
         aggregate: Aggregate,
-        interval_s: float,
+        budget: OverheadBudget,
         periodic: Callable[[float], None],
         tasks: TaskSampler | None = None,
+        watcher: LivenessWatcher | None = None,
     ) -> None:
         self._tracker = tracker
+        self._watcher = watcher
+        self._watcher_cpu = 0.0  # its CPU time already accounted
         self._tasks = tasks
         self._reader = reader
         self._aggregate = aggregate
-        self._interval = interval_s
+        self._budget = budget
+        self._setting = budget.setting
+        self._window_cpu = 0.0  # sampler CPU since the budget was last updated
+        self._tick_no = 0
         self._periodic = periodic
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -49,7 +59,7 @@ class Sampler:
         self._errors_in_a_row = 0
         self._logged_error = False
         self._rng = random.Random()
-        self.effective_interval_s = interval_s
+        self.effective_interval_s = budget.setting.interval_s
         self.ident: int | None = None
 
     def start(self) -> None:
@@ -71,6 +81,8 @@ class Sampler:
         try:
             self._tick_safely(exclude=None, cpu_start=time.thread_time())
             self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
+            if self._watcher is not None:
+                self._watcher.stop()
         finally:
             self._lock.release()
 
@@ -87,9 +99,9 @@ class Sampler:
         self.ident = threading.get_ident()
         cpu = time.thread_time()
         next_periodic = time.perf_counter() + _PERIODIC_S
-        last_tick = deadline = time.perf_counter()
-        interval = self._interval
+        last_tick = deadline = window_start = time.perf_counter()
         while not self._stopping.is_set():
+            interval = self._setting.interval_s
             # Fixed-rate deadlines: time spent waiting for the GIL (a CPU-bound thread
             # holds it up to the switch interval) comes off the next sleep, so ticks stay
             # close to the interval instead of interval + GIL wait. A little jitter keeps
@@ -108,6 +120,9 @@ class Sampler:
                 self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
                 last_tick = now
                 cpu = self._tick_safely(exclude=self.ident, cpu_start=cpu)
+            if now - window_start >= _BUDGET_WINDOW_S:
+                self._apply_budget(now - window_start)
+                window_start = now
             if now >= next_periodic:
                 next_periodic = now + _PERIODIC_S
                 self._run_periodic(now)
@@ -117,6 +132,16 @@ class Sampler:
                 )
                 return
 
+    def _apply_budget(self, window_s: float) -> None:
+        """Let the budget pick the interval and stride for the next window."""
+        setting = self._budget.update(self._window_cpu, window_s)
+        self._window_cpu = 0.0
+        if setting != self._setting:
+            self._setting = setting
+            self._tracker.set_interval(setting.per_thread_interval_s)
+            if self._watcher is not None:
+                self._watcher.interval = setting.interval_s
+
     def _tick_safely(self, exclude: int | None, cpu_start: float) -> float:
         """One sample; returns the thread CPU clock after accounting for it."""
         try:
@@ -124,19 +149,40 @@ class Sampler:
             frames = sys._current_frames()
             if exclude is not None:
                 frames.pop(exclude, None)
-            tasks, done = self._tasks.sample(frames, now) if self._tasks else ([], {})
-            spanned = self._reader.spanned_threads(frames.keys())
-            self._tracker.observe(frames, spanned, now)
+            stride = self._setting.stride if exclude is not None else 1  # stop(): all
+            tasks, done = self._tasks.sample(frames, now, stride) if self._tasks else ([], {})
+            visit = self._rotation(frames, stride)
+            spanned = self._reader.spanned_threads(visit.keys())
+            self._tracker.observe(visit, spanned, now, alive=frames)
             self._tracker.observe_tasks(tasks, done, now)
-            del frames, tasks
+            del frames, visit, tasks
             in_scope, spanned_s = self._tracker.take_coverage()
             cpu_end = time.thread_time()
-            self._aggregate.add_tick(now, in_scope, spanned_s, max(0.0, cpu_end - cpu_start))
+            cpu = max(0.0, cpu_end - cpu_start) + self._watcher_cpu_since_last()
+            self._window_cpu += cpu
+            self._aggregate.add_tick(now, in_scope, spanned_s, cpu)
             self._errors_in_a_row = 0
             return cpu_end
         except Exception:
             self._on_error()
             return time.thread_time()
+
+    def _rotation(self, frames: dict[int, FrameType], stride: int) -> dict[int, FrameType]:
+        """The threads this tick examines: all of them, or one in ``stride`` in a rotation
+        that gives every thread its turn every ``stride`` ticks."""
+        self._tick_no += 1
+        if stride <= 1:
+            return frames
+        turn = self._tick_no % stride
+        return {tid: frames[tid] for i, tid in enumerate(sorted(frames)) if i % stride == turn}
+
+    def _watcher_cpu_since_last(self) -> float:
+        """The native watcher's CPU since the previous tick: part of the sampler's cost."""
+        if self._watcher is None:
+            return 0.0
+        total = self._watcher.cpu_seconds
+        spent, self._watcher_cpu = total - self._watcher_cpu, total
+        return max(0.0, spent)
 
     def _run_periodic(self, now: float) -> None:
         try:

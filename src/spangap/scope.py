@@ -9,6 +9,7 @@ in a :class:`CodeInfo`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import site as site_module
 import sys
@@ -56,6 +57,15 @@ TOOL_PACKAGES = frozenset(
 #: bodies run once at import, and comprehensions (separate frames on 3.11 only).
 _NOT_OPERATIONS = frozenset({"<module>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
+#: Code whose frame survives a suspension (generators, coroutines): its frame object stays
+#: "running" while suspended, so the liveness watcher cannot follow it.
+_RESUMABLE = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ITERABLE_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+)
+
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 _CACHE_LIMIT = 200_000
 
@@ -72,6 +82,7 @@ class CodeInfo:
         "line",
         "module",
         "qualname",
+        "resumable",
         "site",
     )
 
@@ -94,6 +105,7 @@ class CodeInfo:
         self.in_scope = in_scope
         self.countable = countable
         self.idle = idle
+        self.resumable = False
 
 
 def _third_party_dirs() -> tuple[str, ...]:
@@ -216,4 +228,5 @@ class Scope:
             module, qualname, code.co_filename, code.co_firstlineno, in_scope, countable, 0
         )
         info.idle = self._rules.classify(info.site)
+        info.resumable = bool(code.co_flags & _RESUMABLE)
         return info

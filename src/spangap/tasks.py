@@ -77,13 +77,16 @@ class TaskSampler:
         self._held: dict[int, asyncio.Task[Any]] = {}
 
     def sample(
-        self, frames: dict[int, FrameType], now: float
+        self, frames: dict[int, FrameType], now: float, stride: int = 1
     ) -> tuple[list[TaskSample], dict[int, float]]:
         """Tasks that moved since their last check, and tasks that ended (key -> when
         last checked, negative if cancelled). A task that waits on the same future as
         at its last check has not moved, and costs one identity check. ``frames``
         (thread id -> leaf) is changed in place: a loop thread running a task ends
-        below that task, so no frame is counted twice."""
+        below that task, so no frame is counted twice. With ``stride`` > 1 (the
+        overhead budget), a tick checks that many times fewer tasks."""
+        if not _REGISTRY.data and not _CURRENT and not self._held:
+            return [], {}  # no asyncio task anywhere (the common case for threaded code)
         try:
             # The WeakSet's own iterator is a Python generator; its underlying set of
             # weak references copies in C, and only this tick's window is dereferenced.
@@ -93,17 +96,19 @@ class TaskSampler:
         current = [t for t in list(_CURRENT.values()) if t is not None]
         running = {id(t) for t in current}
         total = len(refs)
+        window = max(1, self._max // stride)
         start = self._cursor % total if total else 0
         moved: list[TaskSample] = []
         done: dict[int, float] = {}
         for task in current:  # always: their frames must be cut from the loop's stack
             self._examine(task, True, frames, now, moved, done)
         examined = 0
-        max_moved = self._max_moved if total <= self._max else self._max_moved_rotating
+        max_moved = self._max_moved if total <= window else self._max_moved_rotating
+        max_moved = max(1, max_moved // stride)
         # Bounded work per tick: at most max_tasks checked and max_moved stacks rebuilt;
         # the rotation resumes next tick where this one stopped, so every task gets its
         # turn and a tick never holds the GIL long enough to stall the loop.
-        for i in range(min(total, self._max)):
+        for i in range(min(total, window)):
             ref = refs[(start + i) % total]
             if len(moved) >= max_moved:
                 break

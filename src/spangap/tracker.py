@@ -10,7 +10,10 @@ A tracked call ends when its frame is gone. It is an uninstrumented operation (S
 when it is an in-scope function, was dark at every sample that saw it, was not idle at
 every sample, and its estimated duration reaches the threshold. Duration is estimated
 as first-seen to last-seen plus half of the sampling gap on each side, each half capped at
-a quarter of the threshold. The cap is what makes short calls safe whatever the gaps:
+a quarter of the threshold. With the native liveness watcher (liveness.py), "last seen"
+is the last moment the watcher saw the call running, which behind CPU-bound threads can
+be well after the last sample, and the gap after it ends where the watcher saw it return.
+The cap is what makes short calls safe whatever the gaps:
 a call of at most threshold/2 spans less than threshold/2 between its first and last
 sample, so its estimate stays under the threshold and it is never counted. (Gaps grow
 when CPU-bound threads hold the GIL: an in-process sampler waits its turn for it.)
@@ -27,6 +30,7 @@ from types import FrameType
 
 from .callee import CalleeNames
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
+from .liveness import LivenessWatcher
 from .scope import CodeInfo, Scope
 from .tasks import TaskSample
 
@@ -68,6 +72,7 @@ class _Call:
         "lost_from",
         "nonidle_start",
         "sample_start",
+        "slot",
         "wait_start",
     )
 
@@ -91,6 +96,7 @@ class _Call:
         self.child_s = 0.0
         self.cause = cause
         self.lost_from = lost_from
+        self.slot = -1  # the liveness watcher's slot, if it follows this call
 
 
 class _ThreadTrack:
@@ -146,6 +152,7 @@ class CallTracker:
         thread_name: Callable[[int], str],
         wants_example: Callable[[str], bool] = lambda site: False,
         lost_context: Callable[[int], Mapping[str, str] | None] = lambda tid: None,
+        watcher: LivenessWatcher | None = None,
     ) -> None:
         self._scope = scope
         self._threshold = threshold_s
@@ -155,31 +162,39 @@ class CallTracker:
         self._thread_name = thread_name
         self._wants_example = wants_example
         self._lost_context = lost_context
+        self._watcher = watcher
         self._callees = CalleeNames()
         self._tracks: dict[int, _ThreadTrack] = {}
         self._task_tracks: dict[int, _ThreadTrack] = {}
-        self._last_tick = 0.0
         # Coverage accumulated since the last call to take_coverage().
         self._in_scope_s = 0.0
         self._spanned_s = 0.0
 
     # -- public ---------------------------------------------------------------------------
 
-    def observe(self, frames: Mapping[int, FrameType], spanned: set[int], now: float) -> None:
-        """Take one sample: ``frames`` maps thread id -> innermost frame.
+    def observe(
+        self,
+        frames: Mapping[int, FrameType],
+        spanned: set[int],
+        now: float,
+        alive: Mapping[int, object] | None = None,
+    ) -> None:
+        """Take one sample: ``frames`` maps thread id -> innermost frame, for the threads
+        examined this tick; ``alive`` holds every live thread id (default: those in
+        ``frames``), so that a thread skipped this tick is not taken for ended.
 
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
         """
         tracks = self._tracks
         interval = self._interval
-        weight = min(now - self._last_tick, 2 * interval) if self._last_tick else interval
-        self._last_tick = now
+        cap = 2 * interval
         in_scope_s = spanned_s = 0.0
         for tid, leaf in frames.items():
             track = tracks.get(tid)
             if track is None:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
+            weight = min(now - track.prev_time, cap) if track.samples else interval
             is_spanned = tid in spanned
             if track.leaf is not leaf:
                 self._restructure(tid, track, leaf, is_spanned, now)
@@ -192,9 +207,14 @@ class CallTracker:
                     spanned_s += weight
         self._in_scope_s += in_scope_s
         self._spanned_s += spanned_s
-        if len(tracks) > len(frames):
-            for tid in [t for t in tracks if t not in frames]:
+        alive_ids = frames if alive is None else alive
+        if len(tracks) > len(alive_ids):
+            for tid in [t for t in tracks if t not in alive_ids]:
                 self._end_calls(tracks.pop(tid), 0, now)  # the thread ended
+
+    def set_interval(self, interval_s: float) -> None:
+        """How often each thread is now examined (the overhead budget changed it)."""
+        self._interval = interval_s
 
     def observe_tasks(self, moved: list[TaskSample], done: Mapping[int, float], now: float) -> None:
         """Take one sample of asyncio tasks.
@@ -259,6 +279,8 @@ class CallTracker:
         """Drop all state without emitting anything (after an internal error)."""
         self._tracks.clear()
         self._task_tracks.clear()
+        if self._watcher is not None:
+            self._watcher.clear()
 
     def take_coverage(self) -> tuple[float, float]:
         """(in-scope seconds, spanned seconds) sampled since the previous call."""
@@ -278,7 +300,7 @@ class CallTracker:
         if spanned and track.live:
             self._taint(track)
         if new:
-            self._push(tid, track, new, spanned, now)
+            self._push(tid, track, new, spanned, now, watch=self._watcher is not None)
         track.leaf = leaf
         track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
@@ -297,7 +319,7 @@ class CallTracker:
         if track.spanned and track.live:
             self._taint(track)
         if keep < len(frames):
-            self._push(key, track, frames[keep:][::-1], track.spanned, now)
+            self._push(key, track, frames[keep:][::-1], track.spanned, now, watch=False)
         track.leaf = frames[-1]
         track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
@@ -349,9 +371,19 @@ class CallTracker:
         return 0, new
 
     def _push(
-        self, tid: int, track: _ThreadTrack, new: list[FrameType], spanned: bool, now: float
+        self,
+        tid: int,
+        track: _ThreadTrack,
+        new: list[FrameType],
+        spanned: bool,
+        now: float,
+        watch: bool,
     ) -> None:
+        """Track the frames new since the last sample (leaf first in ``new``). With
+        ``watch``, the liveness watcher follows each new countable call (thread stacks
+        only: a task's frames are coroutines, which stay "running" while suspended)."""
         scope = self._scope
+        watcher = self._watcher if watch else None
         stack, infos, calls, index = track.stack, track.infos, track.calls, track.index
         gap_before = now - track.prev_time if track.samples else self._interval
         cause, lost_from = NO_SPAN, None
@@ -373,6 +405,8 @@ class CallTracker:
                     cause,
                     lost_from,
                 )
+                if watcher is not None and not info.resumable:
+                    call.slot = watcher.watch(frame, now)
                 track.live += 1
             index[id(frame)] = len(stack)
             stack.append(frame)
@@ -387,6 +421,8 @@ class CallTracker:
         for i, call in enumerate(calls):
             if call is not None:
                 calls[i] = None
+                if call.slot >= 0 and self._watcher is not None:
+                    self._watcher.ended(call.slot)
         track.live = 0
 
     def _is_idle(self, track: _ThreadTrack) -> bool:
@@ -435,12 +471,17 @@ class CallTracker:
         track.leaf = stack[-1] if stack else None
 
     def _complete(self, track: _ThreadTrack, pos: int, call: _Call, now: float) -> None:
-        last_seen = track.prev_time
+        last_seen, gone = track.prev_time, now  # running at last_seen, returned by gone
+        if call.slot >= 0 and self._watcher is not None:
+            alive, ended = self._watcher.ended(call.slot)
+            last_seen = max(last_seen, alive)
+            if ended > 0.0:
+                gone = min(gone, ended)
         half = self._half_cap
         duration = (
             (last_seen - call.first_seen)
             + min(call.gap_before / 2, half)
-            + min((now - last_seen) / 2, half)
+            + min(max(gone - last_seen, 0.0) / 2, half)
         )
         samples = track.samples - call.sample_start
         nonidle = track.nonidle - call.nonidle_start

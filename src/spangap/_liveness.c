@@ -1,0 +1,470 @@
+/* spangap._liveness: is a call still running? Answered without the GIL.
+ *
+ * The sampler needs the GIL to read stacks, and behind CPU-bound threads it gets the
+ * GIL late: a 25 ms call can be seen by a single sample, which cannot tell it from a
+ * 2 ms call, so it is not counted. This module watches calls the sampler has already
+ * seen, from a native thread that never takes the GIL, and records the last moment
+ * each call was still running.
+ *
+ * How a call is known to be running, without touching interpreter memory that could be
+ * freed under us: the watcher holds a strong reference to the call's frame object, so
+ * that object stays valid. While the call runs, the frame object's f_frame points to
+ * the interpreter frame on the thread's data stack. When the call returns and someone
+ * (we) still holds the frame object, CPython copies the frame data into the object and
+ * points f_frame at that copy (take_ownership in Python/frame.c). So
+ *
+ *     running  <=>  frame->f_frame != (address of frame->_f_frame_data)
+ *
+ * The watcher reads one pointer field of an object it owns a reference to, and compares
+ * it with an address; it never dereferences interpreter frames. Generator and coroutine
+ * frames are not watched (their frames outlive a suspension); the Python side filters
+ * them out.
+ *
+ * Times are CLOCK_MONOTONIC seconds, the clock behind time.perf_counter() on Linux.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "spangap._liveness knows the frame layout of CPython 3.11 to 3.13 only"
+#endif
+
+/* The start of CPython's struct _frame (Include/internal/pycore_frame.h), up to the
+ * inline frame data. Fields after f_trace_opcodes differ between versions. */
+typedef struct {
+    PyObject_HEAD
+    void *f_back;
+    void *f_frame;
+    PyObject *f_trace;
+    int f_lineno;
+    char f_trace_lines;
+    char f_trace_opcodes;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *f_extra_locals;
+    PyObject *f_locals_cache;
+#else
+    char f_fast_as_locals;
+#endif
+    PyObject *_f_frame_data[1];
+} FrameLayout;
+
+typedef struct {
+    PyObject *frame;   /* strong reference; NULL when the slot is free */
+    double last_alive; /* last time the call was seen running */
+    double ended_at;   /* first time it was seen returned; 0 while running */
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t lock; /* guards slots, count, used, stopping */
+    pthread_cond_t wake;  /* signalled by stop() */
+    pthread_t thread;
+    int running;          /* the native thread was started and not yet joined */
+    int stopping;
+    pid_t owner_pid;      /* after fork() the thread and lock belong to the parent */
+    double interval;
+    Slot *slots;
+    Py_ssize_t capacity;
+    Py_ssize_t used;      /* slots[0:used] may be in use */
+    Py_ssize_t live;      /* slots in use */
+    Py_ssize_t free_head; /* a free slot below used, or -1 */
+    double cpu_seconds;   /* CPU time of the native thread, updated each round */
+} Watcher;
+
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double
+thread_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+is_running(PyObject *frame)
+{
+    FrameLayout *f = (FrameLayout *)frame;
+    void *data = __atomic_load_n(&f->f_frame, __ATOMIC_RELAXED);
+    return data != (void *)f->_f_frame_data;
+}
+
+/* One round: note which watched calls are still running. Holds only our own lock. */
+static void
+watch_round(Watcher *w)
+{
+    double now = monotonic_now();
+    for (Py_ssize_t i = 0; i < w->used; i++) {
+        Slot *s = &w->slots[i];
+        if (s->frame == NULL || s->ended_at != 0.0) {
+            continue;
+        }
+        if (is_running(s->frame)) {
+            s->last_alive = now;
+        }
+        else {
+            s->ended_at = now;
+        }
+    }
+}
+
+static void *
+watch_loop(void *arg)
+{
+    Watcher *w = (Watcher *)arg;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    pthread_mutex_lock(&w->lock);
+    while (!w->stopping) {
+        if (w->live == 0) {
+            /* Nothing to watch: sleep until watch() or stop() signals, at no cost. */
+            while (!w->stopping && w->live == 0) {
+                pthread_cond_wait(&w->wake, &w->lock);
+            }
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            continue;
+        }
+        deadline.tv_nsec += (long)(w->interval * 1e9);
+        while (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_nsec -= 1000000000L;
+            deadline.tv_sec += 1;
+        }
+        int rc = 0;
+        while (!w->stopping && rc != ETIMEDOUT) {
+            rc = pthread_cond_timedwait(&w->wake, &w->lock, &deadline);
+        }
+        if (w->stopping) {
+            break;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > deadline.tv_sec + 1) {
+            deadline = now; /* fell far behind (the machine stalled): no burst */
+        }
+        watch_round(w);
+        w->cpu_seconds = thread_cpu_now();
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int
+forked(Watcher *w)
+{
+    return w->owner_pid != getpid();
+}
+
+static PyObject *
+watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"interval", NULL};
+    double interval;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d", kwlist, &interval)) {
+        return NULL;
+    }
+    if (!(interval >= 0.0005 && interval <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval must be between 0.0005 and 1 second");
+        return NULL;
+    }
+    Watcher *w = (Watcher *)type->tp_alloc(type, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->interval = interval;
+    w->owner_pid = getpid();
+    w->free_head = -1;
+    if (pthread_mutex_init(&w->lock, NULL) != 0 || pthread_cond_init(&w->wake, NULL) != 0) {
+        Py_DECREF(w);
+        PyErr_SetString(PyExc_OSError, "cannot create the watcher's lock");
+        return NULL;
+    }
+    /* A condition variable on the monotonic clock, so that deadlines ignore wall-clock
+     * steps. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&w->wake);
+    pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&w->thread, NULL, watch_loop, w) != 0) {
+        Py_DECREF(w);
+        PyErr_SetString(PyExc_OSError, "cannot start the watcher thread");
+        return NULL;
+    }
+    w->running = 1;
+    return (PyObject *)w;
+}
+
+/* Stop and join the native thread (releasing the GIL while joining). */
+static void
+stop_thread(Watcher *w)
+{
+    if (!w->running || forked(w)) {
+        w->running = 0;
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->stopping = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(w->thread, NULL);
+    Py_END_ALLOW_THREADS
+    w->running = 0;
+}
+
+static void
+release_all(Watcher *w)
+{
+    for (Py_ssize_t i = 0; i < w->used; i++) {
+        Py_CLEAR(w->slots[i].frame);
+    }
+    w->used = 0;
+    w->live = 0;
+    w->free_head = -1;
+}
+
+static void
+watcher_dealloc(Watcher *w)
+{
+    stop_thread(w);
+    release_all(w);
+    PyMem_Free(w->slots);
+    if (!forked(w)) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->wake);
+    }
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+/* Our lock, taken with the GIL held. The native thread never waits for the GIL while
+ * holding it, so this cannot deadlock; it waits at most for one round. */
+static int
+lock_slots(Watcher *w)
+{
+    if (forked(w)) {
+        PyErr_SetString(PyExc_RuntimeError, "watcher belongs to the parent process");
+        return -1;
+    }
+    pthread_mutex_lock(&w->lock);
+    return 0;
+}
+
+PyDoc_STRVAR(watch_doc,
+"watch(frame, now) -> int\n\n"
+"Start watching the call running in `frame` (a frame of a running, non-generator call);\n"
+"`now` (a time.perf_counter() value) is when it was seen running. Returns a slot number\n"
+"for ended().");
+
+static PyObject *
+watcher_watch(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyFrame_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "watch(frame, now) expects a frame and a float");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (lock_slots(w) < 0) {
+        return NULL;
+    }
+    Py_ssize_t index = w->free_head;
+    if (index >= 0) {
+        w->free_head = (Py_ssize_t)w->slots[index].last_alive; /* free list link */
+    }
+    else {
+        if (w->used == w->capacity) {
+            Py_ssize_t grown = w->capacity ? w->capacity * 2 : 64;
+            Slot *slots = PyMem_Realloc(w->slots, (size_t)grown * sizeof(Slot));
+            if (slots == NULL) {
+                pthread_mutex_unlock(&w->lock);
+                return PyErr_NoMemory();
+            }
+            w->slots = slots;
+            w->capacity = grown;
+        }
+        index = w->used++;
+    }
+    Slot *s = &w->slots[index];
+    Py_INCREF(args[0]);
+    s->frame = args[0];
+    s->last_alive = now;
+    s->ended_at = is_running(args[0]) ? 0.0 : now;
+    if (w->live++ == 0) {
+        pthread_cond_signal(&w->wake); /* the thread sleeps while nothing is watched */
+    }
+    pthread_mutex_unlock(&w->lock);
+    return PyLong_FromSsize_t(index);
+}
+
+PyDoc_STRVAR(ended_doc,
+"ended(slot) -> tuple[float, float]\n\n"
+"Stop watching `slot` and return (last time seen running, first time seen returned);\n"
+"the second is 0.0 if the watcher has not seen the call return.");
+
+static PyObject *
+watcher_ended(Watcher *w, PyObject *arg)
+{
+    Py_ssize_t index = PyLong_AsSsize_t(arg);
+    if (index == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (lock_slots(w) < 0) {
+        return NULL;
+    }
+    if (index < 0 || index >= w->used || w->slots[index].frame == NULL) {
+        pthread_mutex_unlock(&w->lock);
+        PyErr_SetString(PyExc_KeyError, "no such watched call");
+        return NULL;
+    }
+    Slot *s = &w->slots[index];
+    double last_alive = s->last_alive, ended_at = s->ended_at;
+    PyObject *frame = s->frame;
+    s->frame = NULL;
+    s->last_alive = (double)w->free_head; /* free list link */
+    w->free_head = index;
+    w->live--;
+    pthread_mutex_unlock(&w->lock);
+    Py_DECREF(frame); /* after unlocking: a finalizer may run Python code */
+    return Py_BuildValue("(dd)", last_alive, ended_at);
+}
+
+PyDoc_STRVAR(clear_doc, "clear()\n\nStop watching every call.");
+
+static PyObject *
+watcher_clear(Watcher *w, PyObject *Py_UNUSED(ignored))
+{
+    if (forked(w)) {
+        release_all(w);
+        Py_RETURN_NONE;
+    }
+    pthread_mutex_lock(&w->lock);
+    Slot *slots = w->slots;
+    Py_ssize_t used = w->used;
+    w->slots = NULL;
+    w->capacity = w->used = w->live = 0;
+    w->free_head = -1;
+    pthread_mutex_unlock(&w->lock);
+    for (Py_ssize_t i = 0; i < used; i++) {
+        Py_XDECREF(slots[i].frame);
+    }
+    PyMem_Free(slots);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(stop_doc, "stop()\n\nStop the native thread and stop watching every call.");
+
+static PyObject *
+watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
+{
+    stop_thread(w);
+    return watcher_clear(w, NULL);
+}
+
+static PyObject *
+watcher_get_cpu(Watcher *w, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(w->cpu_seconds);
+}
+
+static PyObject *
+watcher_get_watched(Watcher *w, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(w->live);
+}
+
+static PyObject *
+watcher_get_interval(Watcher *w, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(w->interval);
+}
+
+static int
+watcher_set_interval(Watcher *w, PyObject *value, void *Py_UNUSED(closure))
+{
+    double interval = value == NULL ? -1.0 : PyFloat_AsDouble(value);
+    if (interval == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!(interval >= 0.0005 && interval <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval must be between 0.0005 and 1 second");
+        return -1;
+    }
+    if (lock_slots(w) < 0) {
+        return -1;
+    }
+    w->interval = interval;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+static PyMethodDef watcher_methods[] = {
+    {"watch", (PyCFunction)(void (*)(void))watcher_watch, METH_FASTCALL, watch_doc},
+    {"ended", (PyCFunction)watcher_ended, METH_O, ended_doc},
+    {"clear", (PyCFunction)watcher_clear, METH_NOARGS, clear_doc},
+    {"stop", (PyCFunction)watcher_stop, METH_NOARGS, stop_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef watcher_getset[] = {
+    {"cpu_seconds", (getter)watcher_get_cpu, NULL,
+     "CPU time used by the native thread so far (as of its last round).", NULL},
+    {"watched", (getter)watcher_get_watched, NULL, "How many calls are watched.", NULL},
+    {"interval", (getter)watcher_get_interval, (setter)watcher_set_interval,
+     "Seconds between rounds (the sampler keeps it equal to its own interval).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject WatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "spangap._liveness.Watcher",
+    .tp_basicsize = sizeof(Watcher),
+    .tp_dealloc = (destructor)watcher_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Watcher(interval)\n\n"
+                        "A native thread that checks every `interval` seconds, without the\n"
+                        "GIL, whether the watched calls are still running."),
+    .tp_methods = watcher_methods,
+    .tp_getset = watcher_getset,
+    .tp_new = watcher_new,
+};
+
+static struct PyModuleDef liveness_module = {
+    PyModuleDef_HEAD_INIT,
+    "spangap._liveness",
+    "Tells, without the GIL, whether calls the sampler has seen are still running.",
+    -1,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__liveness(void)
+{
+    if (PyType_Ready(&WatcherType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&liveness_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&WatcherType);
+    if (PyModule_AddObject(module, "Watcher", (PyObject *)&WatcherType) < 0) {
+        Py_DECREF(&WatcherType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,109 @@
+"""The overhead budget: keep the sampler's own CPU near ``max_overhead`` of one core.
+
+The sampler's cost per second is roughly (fixed cost of a tick + cost per examined
+thread x threads examined) x ticks per second. Detection depends on how often each
+thread is examined. The budget has two knobs, turned in this order:
+
+1. the interval between ticks, from ``interval_ms`` up to 4x the threshold. Up to 3/4 of
+   the threshold detection is not reduced: a call of twice the threshold is still seen
+   by a sample and followed to its end by the liveness watcher. Past that, only longer
+   operations are still found reliably. Widening the interval cuts both parts of the
+   cost, so it comes first;
+2. the stride, once the interval is at its widest: each tick examines one thread (and
+   task) in ``stride``, up to 8, in a rotation, so every thread is examined every
+   ``stride`` ticks and none is starved. It only cuts the per-thread part, which
+   dominates with hundreds of busy threads.
+
+At the floor (widest interval, largest stride) the budget cannot shrink the cost any
+further; if it is still over the budget it says so once in the log and in a gauge, and
+keeps sampling at the floor. The gauges ``spangap_sampler_interval_seconds`` and
+``spangap_sampler_stride`` show where the sampler stands.
+
+The controller works on one number, the slowdown ``factor`` = interval / interval_ms x
+stride (how much less often each thread is examined than at full rate). Each update moves it half
+way (in log space) toward the factor that would bring the measured share to 90% of the
+budget, and ignores differences under 10% so that noise does not make it hunt.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+log = logging.getLogger("spangap")
+
+FULL_DETECTION_OF_THRESHOLD = 0.75  # widest interval with undiminished detection
+FLOOR_OF_THRESHOLD = 4.0  # widest interval at all, as a multiple of the threshold
+MAX_STRIDE = 8
+_AIM = 0.9  # aim under the budget so that the held share lands inside it
+_DEADBAND = 0.1
+_STEP = 0.5  # share of the (log) correction applied per update
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the sampler does now: tick every ``interval_s``, examine 1 thread in ``stride``."""
+
+    interval_s: float
+    stride: int
+
+    @property
+    def per_thread_interval_s(self) -> float:
+        """How often each thread is examined."""
+        return self.interval_s * self.stride
+
+
+class OverheadBudget:
+    """Chooses the sampler's :class:`Setting` from its measured CPU share."""
+
+    def __init__(self, max_overhead: float, interval_s: float, threshold_s: float) -> None:
+        self.max_overhead = max_overhead
+        self.base_interval_s = interval_s
+        self.full_detection_s = max(interval_s, FULL_DETECTION_OF_THRESHOLD * threshold_s)
+        self.floor_s = max(interval_s, FLOOR_OF_THRESHOLD * threshold_s)
+        self._max_factor = self.floor_s / interval_s * MAX_STRIDE
+        self._factor = 1.0
+        self.setting = Setting(interval_s, 1)
+        self.share = 0.0  # CPU share measured over the last window
+        self.over_budget = False  # at the floor and still over the budget
+        self._logged = False
+
+    def update(self, cpu_s: float, wall_s: float) -> Setting:
+        """Account ``cpu_s`` of sampler CPU over ``wall_s`` of wall time; return the new
+        setting."""
+        if wall_s <= 0:
+            return self.setting
+        self.share = cpu_s / wall_s
+        target = self.max_overhead * _AIM
+        ratio = self.share / target if target > 0 else math.inf
+        if abs(ratio - 1.0) > _DEADBAND:
+            wanted = self._factor * ratio
+            factor = self._factor * (wanted / self._factor) ** _STEP
+            self._factor = min(max(factor, 1.0), self._max_factor)
+            self.setting = self._setting_for(self._factor)
+        at_floor = self._factor >= self._max_factor * (1 - 1e-9)
+        self.over_budget = at_floor and self.share > self.max_overhead
+        if self.over_budget and not self._logged:
+            self._logged = True
+            log.warning(
+                "spangap: the sampler needs %.1f%% of a core at its slowest setting "
+                "(a tick every %.1f ms, 1 thread in %d per tick), over max_overhead %.1f%%; "
+                "it keeps sampling at that setting (see spangap_sampler_over_budget)",
+                100 * self.share,
+                1000 * self.setting.interval_s,
+                self.setting.stride,
+                100 * self.max_overhead,
+            )
+        return self.setting
+
+    def _setting_for(self, factor: float) -> Setting:
+        widest = self.floor_s / self.base_interval_s
+        if factor <= widest:
+            return Setting(self.base_interval_s * factor, 1)
+        return Setting(self.floor_s, min(MAX_STRIDE, math.ceil(factor / widest)))
+
+    @property
+    def detection_reduced(self) -> bool:
+        """Whether threads are examined less often than full detection needs."""
+        return self.setting.per_thread_interval_s > self.full_detection_s * (1 + 1e-9)

@@ -1,0 +1,64 @@
+"""When did a call last run? Samples answer to within the GIL's delays; the native
+watcher (``spangap._liveness``) answers to within its own interval, without the GIL.
+
+The sampler takes the GIL to read stacks, so behind CPU-bound threads its samples come
+late and a long call can be seen by a single one. Once a sample has seen a call, the
+watcher follows it from a native thread and records the last moment it was still
+running; the tracker then uses that moment instead of the last sample's. Only liveness
+comes from the watcher: whether a call was dark is still judged by samples.
+
+``liveness="sampled"`` (or an interpreter where the extension is not built) uses samples
+alone, which is the reference behaviour the watcher refines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+from typing import Protocol
+
+log = logging.getLogger("spangap")
+
+#: How far perf_counter and CLOCK_MONOTONIC may disagree before the watcher's times are
+#: not trusted (they are the same clock on Linux).
+_CLOCK_TOLERANCE_S = 0.001
+
+
+class LivenessWatcher(Protocol):
+    """The interface of ``spangap._liveness.Watcher``."""
+
+    def watch(self, frame: FrameType, now: float, /) -> int: ...
+    def ended(self, slot: int, /) -> tuple[float, float]: ...
+    def clear(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def cpu_seconds(self) -> float: ...
+
+    interval: float
+
+
+def native_liveness_available() -> bool:
+    try:
+        from . import _liveness  # noqa: F401
+    except ImportError:
+        return False
+    drift = abs(time.perf_counter() - time.clock_gettime(time.CLOCK_MONOTONIC))
+    return drift <= _CLOCK_TOLERANCE_S
+
+
+def make_watcher(mode: str, interval_s: float) -> LivenessWatcher | None:
+    """``auto``: the native watcher if available; ``native``: it or an error;
+    ``sampled``: none."""
+    if mode == "sampled":
+        return None
+    if not native_liveness_available():
+        if mode == "native":
+            raise RuntimeError(
+                "liveness='native' needs spangap's C extension _liveness, which is not built "
+                "for this interpreter (or its clock differs from perf_counter)"
+            )
+        return None
+    from ._liveness import Watcher
+
+    return Watcher(interval_s)
