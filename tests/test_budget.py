@@ -1,0 +1,93 @@
+"""The overhead budget: the sampler widens its interval, then examines fewer threads per
+tick, to hold max_overhead; at its floor it says so once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from spangap.budget import MAX_STRIDE, OverheadBudget
+
+BASE, THRESHOLD = 0.005, 0.010
+
+
+def run(budget: OverheadBudget, cost_at_full_rate: float, updates: int) -> None:
+    """Feed the budget a sampler whose CPU share is inversely proportional to how much
+    less often it examines each thread (the model the controller assumes)."""
+    for _ in range(updates):
+        factor = budget.setting.per_thread_interval_s / BASE
+        budget.update(cost_at_full_rate / factor * 0.5, 0.5)
+
+
+def test_under_the_budget_nothing_changes() -> None:
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    run(budget, 0.005, 20)
+    assert (budget.setting.interval_s, budget.setting.stride) == (BASE, 1)
+    assert not budget.over_budget
+
+
+def test_over_the_budget_the_interval_widens_first_and_the_share_comes_down() -> None:
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    run(budget, 0.03, 30)
+    assert budget.setting.stride == 1  # a 3x cut needs no stride
+    assert BASE < budget.setting.interval_s <= 4 * THRESHOLD
+    assert 0.8 * 0.01 <= budget.share <= 1.2 * 0.01  # held within 20%
+    assert not budget.over_budget
+
+
+def test_past_the_widest_interval_it_examines_fewer_threads_per_tick() -> None:
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    run(budget, 0.5, 40)  # needs a 50x cut: 8x from the interval, then a stride
+    assert budget.setting.interval_s == pytest.approx(4 * THRESHOLD)
+    assert 1 < budget.setting.stride <= MAX_STRIDE
+    assert budget.share <= 1.2 * 0.01
+
+
+def test_when_the_load_goes_away_it_narrows_back() -> None:
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    run(budget, 0.5, 40)
+    run(budget, 0.002, 40)
+    assert (budget.setting.interval_s, budget.setting.stride) == (BASE, 1)
+
+
+def test_at_the_floor_it_reports_once(caplog: pytest.LogCaptureFixture) -> None:
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    with caplog.at_level(logging.WARNING, logger="spangap"):
+        run(budget, 5.0, 60)  # 500x: more than the floor can cut
+    assert budget.setting.stride == MAX_STRIDE
+    assert budget.setting.interval_s == pytest.approx(4 * THRESHOLD)
+    assert budget.over_budget
+    warnings = [r for r in caplog.records if "max_overhead" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_running_detector_holds_a_tiny_budget_and_says_it_cannot(
+    start_detector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """0.1% of a core is less than any sampler costs here even at its floor: the
+    detector widens to the floor, shows it in its gauges, and logs one line."""
+    registry = CollectorRegistry()
+    stop = threading.Event()
+    workers = [threading.Thread(target=stop.wait) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    with caplog.at_level(logging.WARNING, logger="spangap"):
+        detector = start_detector(registry=registry, max_overhead=0.001)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if registry.get_sample_value("spangap_sampler_over_budget") == 1:
+                break
+            time.sleep(0.2)
+        detector.stop()
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert registry.get_sample_value("spangap_sampler_over_budget") == 1
+    assert registry.get_sample_value("spangap_sampler_stride") == MAX_STRIDE
+    assert registry.get_sample_value("spangap_sampler_max_overhead_ratio") == 0.001
+    assert (registry.get_sample_value("spangap_sampler_overhead_ratio") or 0) > 0.001
+    assert len([r for r in caplog.records if "max_overhead" in r.getMessage()]) == 1

@@ -1,0 +1,132 @@
+"""The native liveness watcher: it follows calls without the GIL, and the tracker uses it
+to find where a call really ended when its last sample came early."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import FrameType
+
+import pytest
+
+from spangap.liveness import make_watcher, native_liveness_available
+from spangap.scope import Scope
+from spangap.tracker import CallTracker, Operation
+
+pytestmark = pytest.mark.skipif(
+    not native_liveness_available() and "CI" not in __import__("os").environ,
+    reason="spangap._liveness is not built for this interpreter",
+)
+
+
+def test_the_watcher_sees_a_call_running_and_then_returned() -> None:
+    watcher = make_watcher("native", 0.002)
+    assert watcher is not None
+    marks: dict[str, float] = {}
+    slots: list[int] = []
+
+    def call() -> None:
+        slots.append(watcher.watch(sys._getframe(), time.perf_counter()))
+        marks["running"] = time.perf_counter()
+        time.sleep(0.2)  # many watcher rounds: it runs without the GIL this sleep frees
+        marks["returning"] = time.perf_counter()
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    after = time.perf_counter()
+    time.sleep(0.02)  # let a round notice the return
+    last_alive, ended_at = watcher.ended(slots[0])
+    watcher.stop()
+    assert marks["running"] <= last_alive <= marks["returning"]
+    assert marks["returning"] <= ended_at or ended_at == 0.0
+    assert ended_at <= time.perf_counter() and last_alive < after
+
+
+def test_a_frame_that_already_returned_is_ended_at_once() -> None:
+    watcher = make_watcher("native", 0.002)
+    assert watcher is not None
+
+    def finished() -> FrameType:
+        return sys._getframe()
+
+    slot = watcher.watch(finished(), 1.5)
+    assert watcher.ended(slot) == (1.5, 1.5)
+    with pytest.raises(KeyError):
+        watcher.ended(slot)  # a slot is given back once
+    watcher.stop()
+
+
+def test_slots_are_reused_and_cleared() -> None:
+    watcher = make_watcher("native", 0.002)
+    assert watcher is not None
+    frame = sys._getframe()
+    slots = [watcher.watch(frame, 0.0) for _ in range(100)]
+    assert watcher.watched == 100
+    for slot in slots[:50]:
+        watcher.ended(slot)
+    again = [watcher.watch(frame, 0.0) for _ in range(50)]
+    assert set(again) == set(slots[:50])  # freed slots are used again
+    watcher.clear()
+    assert watcher.watched == 0
+    watcher.stop()
+
+
+def test_generator_and_coroutine_code_is_not_watched() -> None:
+    """Their frames stay "running" while suspended, so the watcher cannot follow them."""
+
+    def gen():  # type: ignore[no-untyped-def]
+        yield 1
+
+    async def coro() -> None:
+        pass
+
+    scope = Scope()
+    assert scope.info(gen.__code__, __name__).resumable
+    assert scope.info(coro.__code__, __name__).resumable
+    assert not scope.info(test_slots_are_reused_and_cleared.__code__, __name__).resumable
+
+
+@pytest.mark.parametrize("mode", ["native", "sampled"])
+def test_a_call_seen_by_one_sample_counts_only_when_the_watcher_followed_it(mode: str) -> None:
+    """A 150 ms call that a single sample saw (the situation behind CPU-bound threads,
+    where the sampler gets the GIL late): samples alone cannot tell it from a 2 ms call
+    and must not count it; the watcher saw it run to its end, so it counts, once."""
+    threshold = 0.010
+    watcher = make_watcher(mode, 0.002)
+    found: list[Operation] = []
+    tracker = CallTracker(
+        Scope(include=(__name__,)),
+        threshold,
+        0.005,
+        emit=found.append,
+        thread_name=lambda tid: "worker",
+        watcher=watcher,
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def long_dark_call() -> None:
+        inside.set()
+        while not release.is_set():  # busy, not idle, when the sample is taken
+            pass
+        time.sleep(0.15)
+
+    worker = threading.Thread(target=long_dark_call)
+    worker.start()
+    inside.wait()
+    tid = worker.ident
+    assert tid is not None
+    tracker.observe({tid: sys._current_frames()[tid]}, set(), time.perf_counter())
+    release.set()
+    worker.join()
+    time.sleep(0.02)
+    tracker.observe({}, set(), time.perf_counter(), alive={tid: None})
+    tracker.observe({}, set(), time.perf_counter())  # the thread is gone: calls end
+    if watcher is not None:
+        watcher.stop()
+    counted = [op for op in found if op.site.endswith("long_dark_call")]
+    if mode == "native":
+        assert len(counted) == 1 and counted[0].duration_s >= threshold
+    else:
+        assert counted == []
