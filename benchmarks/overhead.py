@@ -559,7 +559,8 @@ def main(argv: list[str] | None = None) -> None:
     kit = tools()
     cells = compare(items, kit, rounds, peer_rounds)
     print(
-        f"spangap overhead: default settings (interval 5 ms, threshold 10 ms), "
+        f"spangap overhead: default settings (max_overhead 1%, interval from 5 ms, "
+        "threshold 10 ms), "
         f"Python {platform.python_version()}"
     )
     print(sampler_table(sampler))

@@ -13,29 +13,15 @@ alone, which is the reference behaviour the watcher refines.
 
 from __future__ import annotations
 
-import logging
 import time
-from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-log = logging.getLogger("spangap")
+if TYPE_CHECKING:  # the C extension's stub (_liveness.pyi) is the interface
+    from ._liveness import Watcher as LivenessWatcher
 
 #: How far perf_counter and CLOCK_MONOTONIC may disagree before the watcher's times are
 #: not trusted (they are the same clock on Linux).
 _CLOCK_TOLERANCE_S = 0.001
-
-
-class LivenessWatcher(Protocol):
-    """The interface of ``spangap._liveness.Watcher``."""
-
-    def watch(self, frame: FrameType, now: float, /) -> int: ...
-    def ended(self, slot: int, /) -> tuple[float, float]: ...
-    def clear(self) -> None: ...
-    def stop(self) -> None: ...
-    @property
-    def cpu_seconds(self) -> float: ...
-
-    interval: float
 
 
 def native_liveness_available() -> bool:

@@ -14,13 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .aggregate import Aggregate
 from .budget import OverheadBudget
-from .liveness import LivenessWatcher
 from .spanstate import SpanStateReader
 from .tasks import TaskSampler
 from .tracker import CallTracker
+
+if TYPE_CHECKING:
+    from ._liveness import Watcher as LivenessWatcher
 
 log = logging.getLogger("spangap")
 

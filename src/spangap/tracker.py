@@ -27,12 +27,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .callee import CalleeNames
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
-from .liveness import LivenessWatcher
 from .scope import CodeInfo, Scope
 from .tasks import TaskSample
+
+if TYPE_CHECKING:
+    from ._liveness import Watcher as LivenessWatcher
 
 NO_SPAN = "no_span"
 CONTEXT_LOST = "context_lost"
