@@ -531,7 +531,11 @@ def comparison_table(
 def knows_table(kit: list[Tool]) -> str:
     """Footnote: the setting of each tool and what it can tell about un-spanned work."""
     rows = [
-        [tool.label, PEER_SETTINGS.get(tool.name, "interval 5 ms, threshold 10 ms"), tool.knows]
+        [
+            tool.label,
+            PEER_SETTINGS.get(tool.name, "max_overhead 1% (interval from 5 ms), threshold 10 ms"),
+            tool.knows,
+        ]
         for tool in kit
         if tool.name != "off"
     ]
