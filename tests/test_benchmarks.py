@@ -15,7 +15,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import detection  # noqa: E402
 
-SLEEP, SHORT, SPANNED = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE, "gt:spanned_cm"
+SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
+SPANNED = f"{detection.MODULE}:spanned_cm"
 
 
 def result(counted: dict[str, int], real: dict[str, tuple[int, int, int]]) -> dict[str, object]:
