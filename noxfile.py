@@ -42,7 +42,8 @@ def tests(session: nox.Session) -> None:
     """The whole suite. Serial on purpose: detection tests measure a sampler that must
     not compete with a second CPU-heavy test process on a small machine."""
     session.install("-e", ".[dev]")
-    session.run("python", "-c", "import spangap._native")  # the C extension must build
+    # both C extensions must build
+    session.run("python", "-c", "import spangap._native, spangap._liveness")
     session.run("pytest", "-q", *session.posargs)
 
 
