@@ -61,8 +61,8 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    pthread_mutex_t lock; /* guards slots, count, used, stopping */
-    pthread_cond_t wake;  /* signalled by stop() */
+    pthread_mutex_t lock; /* guards the slots, their counts, interval and stopping */
+    pthread_cond_t wake;  /* signalled by watch() (first call watched) and stop() */
     pthread_t thread;
     int running;          /* the native thread was started and not yet joined */
     int stopping;
@@ -165,16 +165,24 @@ forked(Watcher *w)
     return w->owner_pid != getpid();
 }
 
+/* Rounds faster than 0.5 ms would cost more than they tell; slower than 1 s, nothing. */
+static int
+check_interval(double interval)
+{
+    if (!(interval >= 0.0005 && interval <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval must be between 0.0005 and 1 second");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"interval", NULL};
     double interval;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d", kwlist, &interval)) {
-        return NULL;
-    }
-    if (!(interval >= 0.0005 && interval <= 1.0)) {
-        PyErr_SetString(PyExc_ValueError, "interval must be between 0.0005 and 1 second");
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d", kwlist, &interval) ||
+        check_interval(interval) < 0) {
         return NULL;
     }
     Watcher *w = (Watcher *)type->tp_alloc(type, 0);
@@ -224,23 +232,34 @@ stop_thread(Watcher *w)
     w->running = 0;
 }
 
+/* Stop watching every call. The references are dropped after unlocking: a finalizer
+ * may run Python code. After fork() the lock may have been copied held: not taken. */
 static void
-release_all(Watcher *w)
+drop_slots(Watcher *w)
 {
-    for (Py_ssize_t i = 0; i < w->used; i++) {
-        Py_CLEAR(w->slots[i].frame);
+    int locking = !forked(w);
+    if (locking) {
+        pthread_mutex_lock(&w->lock);
     }
-    w->used = 0;
-    w->live = 0;
+    Slot *slots = w->slots;
+    Py_ssize_t used = w->used;
+    w->slots = NULL;
+    w->capacity = w->used = w->live = 0;
     w->free_head = -1;
+    if (locking) {
+        pthread_mutex_unlock(&w->lock);
+    }
+    for (Py_ssize_t i = 0; i < used; i++) {
+        Py_XDECREF(slots[i].frame);
+    }
+    PyMem_Free(slots);
 }
 
 static void
 watcher_dealloc(Watcher *w)
 {
     stop_thread(w);
-    release_all(w);
-    PyMem_Free(w->slots);
+    drop_slots(w);
     if (!forked(w)) {
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->wake);
@@ -347,21 +366,7 @@ PyDoc_STRVAR(clear_doc, "clear()\n\nStop watching every call.");
 static PyObject *
 watcher_clear(Watcher *w, PyObject *Py_UNUSED(ignored))
 {
-    if (forked(w)) {
-        release_all(w);
-        Py_RETURN_NONE;
-    }
-    pthread_mutex_lock(&w->lock);
-    Slot *slots = w->slots;
-    Py_ssize_t used = w->used;
-    w->slots = NULL;
-    w->capacity = w->used = w->live = 0;
-    w->free_head = -1;
-    pthread_mutex_unlock(&w->lock);
-    for (Py_ssize_t i = 0; i < used; i++) {
-        Py_XDECREF(slots[i].frame);
-    }
-    PyMem_Free(slots);
+    drop_slots(w);
     Py_RETURN_NONE;
 }
 
@@ -371,7 +376,8 @@ static PyObject *
 watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
 {
     stop_thread(w);
-    return watcher_clear(w, NULL);
+    drop_slots(w);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -396,11 +402,7 @@ static int
 watcher_set_interval(Watcher *w, PyObject *value, void *Py_UNUSED(closure))
 {
     double interval = value == NULL ? -1.0 : PyFloat_AsDouble(value);
-    if (interval == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (!(interval >= 0.0005 && interval <= 1.0)) {
-        PyErr_SetString(PyExc_ValueError, "interval must be between 0.0005 and 1 second");
+    if ((interval == -1.0 && PyErr_Occurred()) || check_interval(interval) < 0) {
         return -1;
     }
     if (lock_slots(w) < 0) {

@@ -20,9 +20,9 @@ keeps sampling at the floor. The gauges ``spangap_sampler_interval_seconds`` and
 ``spangap_sampler_stride`` show where the sampler stands.
 
 The controller works on one number, the slowdown ``factor`` = interval / interval_ms x
-stride (how much less often each thread is examined than at full rate). Each update moves it half
-way (in log space) toward the factor that would bring the measured share to 90% of the
-budget, and ignores differences under 10% so that noise does not make it hunt.
+stride: how much less often each thread is examined than at full rate. Each update moves
+it half way (in log space) toward the factor that would bring the measured share to 90%
+of the budget, and ignores differences under 10% so that noise does not make it hunt.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 log = logging.getLogger("spangap")
 
-FULL_DETECTION_OF_THRESHOLD = 0.75  # widest interval with undiminished detection
 FLOOR_OF_THRESHOLD = 4.0  # widest interval at all, as a multiple of the threshold
 MAX_STRIDE = 8
 _AIM = 0.9  # aim under the budget so that the held share lands inside it
@@ -60,7 +59,6 @@ class OverheadBudget:
     def __init__(self, max_overhead: float, interval_s: float, threshold_s: float) -> None:
         self.max_overhead = max_overhead
         self.base_interval_s = interval_s
-        self.full_detection_s = max(interval_s, FULL_DETECTION_OF_THRESHOLD * threshold_s)
         self.floor_s = max(interval_s, FLOOR_OF_THRESHOLD * threshold_s)
         self._max_factor = self.floor_s / interval_s * MAX_STRIDE
         self._factor = 1.0
@@ -102,8 +100,3 @@ class OverheadBudget:
         if factor <= widest:
             return Setting(self.base_interval_s * factor, 1)
         return Setting(self.floor_s, min(MAX_STRIDE, math.ceil(factor / widest)))
-
-    @property
-    def detection_reduced(self) -> bool:
-        """Whether threads are examined less often than full detection needs."""
-        return self.setting.per_thread_interval_s > self.full_detection_s * (1 + 1e-9)
