@@ -16,6 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -306,6 +307,20 @@ def test_usage_mistakes(capsys: pytest.CaptureFixture[str], argv: list[str], mes
 # --- --watch -----------------------------------------------------------------------------
 
 
+@contextmanager
+def ctrl_c_exits_0(proc: subprocess.Popen[Any]) -> Iterator[None]:
+    """Run the body against a live ``--watch``, then press Ctrl-C: it must exit 0.
+    Whatever fails, the process does not outlive the test."""
+    try:
+        yield
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def watch_command(url: str) -> list[str]:
     return [sys.executable, "-m", "spangap.cli", "top", "--url", url, "--watch", "0.2"]
 
@@ -322,14 +337,8 @@ def test_watch_into_a_pipe_appends_frames_and_ctrl_c_exits_0(finished: Detector)
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
     reader.start()
     heading = f"{finished.metrics_url}: since the process started"
-    try:
+    with ctrl_c_exits_0(proc):
         wait_for("two frames", lambda: True if _count(lines, heading) >= 2 else None, 15.0)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     reader.join(5)
     stderr = proc.stderr.read() if proc.stderr else ""
     output = "".join(lines)
@@ -349,17 +358,13 @@ def test_watch_on_a_terminal_redraws_in_place(finished: Detector) -> None:
     os.close(follower)
     seen = b""
     try:
-        deadline = time.monotonic() + 15
-        while seen.count(b"\x1b[H\x1b[2J") < 2 and time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.5)
-            if ready:
-                seen += os.read(leader, 65536)
-        assert seen.count(b"\x1b[H\x1b[2J") >= 2, seen[-500:]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        with ctrl_c_exits_0(proc):
+            deadline = time.monotonic() + 15
+            while seen.count(b"\x1b[H\x1b[2J") < 2 and time.monotonic() < deadline:
+                ready, _, _ = select.select([leader], [], [], 0.5)
+                if ready:
+                    seen += os.read(leader, 65536)
+            assert seen.count(b"\x1b[H\x1b[2J") >= 2, seen[-500:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         os.close(leader)
     assert b"Traceback" not in seen
