@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
     not compete with a second CPU-heavy test process on a small machine."""
     session.install("-e", ".[dev]")
     # both C extensions must build
-    session.run("python", "-c", "import spangap._native, spangap._liveness")
+    session.run("python", "-c", "import spangap._native, spangap._liveness, spangap._tracking")
     session.run("pytest", "-q", *session.posargs)
 
 

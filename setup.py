@@ -1,9 +1,10 @@
 """Builds the optional C extensions; everything else lives in pyproject.toml.
 
 ``_native`` reads each thread's executing ``contextvars`` context; ``_liveness`` tells,
-without the GIL, whether calls the sampler has seen are still running. If one cannot be
-compiled (no compiler, unsupported interpreter), installation still succeeds and
-spangap falls back to pure Python for that part.
+without the GIL, whether calls the sampler has seen are still running; ``_tracking`` is
+the call tracker's per-thread hot path. If one cannot be compiled (no compiler,
+unsupported interpreter), installation still succeeds and spangap falls back to pure
+Python for that part.
 """
 
 from setuptools import Extension, setup
@@ -30,6 +31,7 @@ setup(
     ext_modules=[
         Extension("spangap._native", ["src/spangap/_native.c"], optional=True),
         Extension("spangap._liveness", ["src/spangap/_liveness.c"], optional=True),
+        Extension("spangap._tracking", ["src/spangap/_tracking.c"], optional=True),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

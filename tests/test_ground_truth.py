@@ -57,6 +57,14 @@ def assert_matches_ground_truth(
     assert counted[w.site("dark_short")] <= over_half, "a call under threshold/2 was counted"
 
 
+@pytest.fixture(autouse=True, params=["native", "python"])
+def tracker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every ground-truth case runs on both call trackers: the C thread path and the
+    reference it must match (through the option's environment twin)."""
+    monkeypatch.setenv("SPANGAP_TRACKER", request.param)
+    return str(request.param)
+
+
 def mixed_io(address: tuple[str, int], with_context_run: bool, rounds: int = 25) -> None:
     """25 rounds in 4 threads: 100 calls a site, so that 99% recall tolerates one miss."""
     for _ in range(rounds):
@@ -74,7 +82,7 @@ def mixed_io(address: tuple[str, int], with_context_run: bool, rounds: int = 25)
 
 @pytest.mark.parametrize("reader", ["native", "python"])
 def test_four_threads_at_once(
-    start_detector, recorded, reader: str, service_sized_heap, monkeypatch
+    start_detector, recorded, reader: str, tracker: str, service_sized_heap, monkeypatch
 ) -> None:
     """Dark sleeps, socket round trips, nested dark calls, a helper that ran before a
     span opened, next to spanned, sampled-out and carried-context work: 4 I/O-bound
@@ -86,7 +94,7 @@ def test_four_threads_at_once(
     # spot), so that workload runs only with the exact reader.
     with_context_run = reader == "native"
     detector = start_detector(include=["gt_workloads"], context_reader=reader)
-    assert detector.context_reader == reader
+    assert (detector.context_reader, detector.tracker) == (reader, tracker)
     try:
         w.run_threads(lambda: mixed_io(server.address, with_context_run), 4)
     finally:

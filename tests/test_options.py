@@ -33,6 +33,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
         "SPANGAP_ENTRY_MODULE": "shop.cli",
         "SPANGAP_CONTEXT_READER": "python",
         "SPANGAP_LIVENESS": "sampled",
+        "SPANGAP_TRACKER": "python",
         "SPANGAP_MAX_OVERHEAD": "0.02",
         "SPANGAP_COVERAGE_WINDOW_S": "120",
     }
@@ -46,7 +47,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
     assert (o.metrics_port, o.metrics_addr, o.metric_prefix) == (9464, "0.0.0.0", "reveried_")
     assert (o.snapshot_path, o.snapshot_interval_s) == ("/tmp/s.json", 30.0)
     assert (o.entry_module, o.context_reader, o.coverage_window_s) == ("shop.cli", "python", 120)
-    assert (o.liveness, o.max_overhead) == ("sampled", 0.02)
+    assert (o.liveness, o.tracker, o.max_overhead) == ("sampled", "python", 0.02)
 
 
 def test_keyword_arguments_win_over_the_environment() -> None:
@@ -68,6 +69,7 @@ def test_keyword_arguments_win_over_the_environment() -> None:
         ({"metric_prefix": "bad-prefix"}, {}, "metric_prefix: must be a Prometheus"),
         ({"context_reader": "magic"}, {}, "context_reader: must be one of auto, native, python"),
         ({"liveness": "psychic"}, {}, "liveness: must be one of auto, native, sampled"),
+        ({"tracker": "rust"}, {}, "tracker: must be one of auto, native, python"),
         ({"max_overhead": 0}, {}, "max_overhead: must be between 0.001 and 1"),
         ({}, {"SPANGAP_MAX_OVERHEAD": "1%"}, "SPANGAP_MAX_OVERHEAD: expected a number"),
         ({"registry": "default"}, {}, "registry: expected a prometheus_client"),

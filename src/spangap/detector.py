@@ -24,7 +24,7 @@ from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
 from .spanstate import make_reader, runtime_context_var
 from .tasks import TaskSampler, tasks_supported
-from .tracker import CallTracker
+from .tracker import CallTracker, use_native_tracking
 
 log = logging.getLogger("spangap")
 
@@ -128,6 +128,7 @@ class GapDetector:
             wants_example=self._aggregate.wants_example,
             lost_context=self._handoff.lost_context,
             watcher=self._watcher,
+            native=use_native_tracking(options.tracker),
         )
         var = runtime_context_var()
         tasks = TaskSampler(var) if var is not None and tasks_supported() else None
@@ -191,6 +192,11 @@ class GapDetector:
     def context_reader(self) -> str:
         """Which span-state reader is in use: "native" or "python"."""
         return self._reader.name
+
+    @property
+    def tracker(self) -> str:
+        """Which call tracker follows thread stacks: "native" (C) or "python"."""
+        return "native" if self._tracker.native else "python"
 
     @property
     def liveness(self) -> str:

@@ -21,6 +21,7 @@ ENV_PREFIX = "SPANGAP_"
 _METRIC_PREFIX_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$")
 _CONTEXT_READERS = ("auto", "native", "python")
 _LIVENESS_MODES = ("auto", "native", "sampled")
+_TRACKERS = ("auto", "native", "python")
 
 
 class OptionError(ValueError):
@@ -46,6 +47,7 @@ class Options:
     entry_module: str | None = None
     context_reader: str = "auto"
     liveness: str = "auto"
+    tracker: str = "auto"
     max_overhead: float = 0.01
     coverage_window_s: float = 60.0
 
@@ -166,6 +168,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "entry_module": _optional(_text),
     "context_reader": _one_of(_CONTEXT_READERS),
     "liveness": _one_of(_LIVENESS_MODES),
+    "tracker": _one_of(_TRACKERS),
     "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
 }

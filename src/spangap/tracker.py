@@ -19,14 +19,18 @@ sample, so its estimate stays under the threshold and it is never counted. (Gaps
 when CPU-bound threads hold the GIL: an in-process sampler waits its turn for it.)
 
 Nothing here takes locks or allocates per unchanged frame: this runs on every tick.
+The thread path also exists in C (``_tracking.c``, chosen with the ``tracker`` option):
+it follows these same rules and calls back into :meth:`CallTracker._emit_native` for
+each operation. This module stays the readable reference, and asyncio task stacks are
+followed here in both cases.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING
 
 from .callee import CalleeNames
@@ -36,12 +40,36 @@ from .tasks import TaskSample
 
 if TYPE_CHECKING:
     from ._liveness import Watcher as LivenessWatcher
+    from ._tracking import ThreadTracker
 
 NO_SPAN = "no_span"
 CONTEXT_LOST = "context_lost"
 
 _WAIT_LOG_LIMIT = 4096
 _EXAMPLE_DEPTH = 40
+
+
+def native_tracking_available() -> bool:
+    try:
+        from . import _tracking  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_native_tracking(mode: str) -> bool:
+    """``auto``: the C thread path if it is built; ``native``: it or an error;
+    ``python``: the reference path."""
+    if mode == "python":
+        return False
+    if native_tracking_available():
+        return True
+    if mode == "native":
+        raise RuntimeError(
+            "tracker='native' needs spangap's C extension _tracking, which is not built "
+            "for this interpreter"
+        )
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +184,7 @@ class CallTracker:
         wants_example: Callable[[str], bool] = lambda site: False,
         lost_context: Callable[[int], Mapping[str, str] | None] = lambda tid: None,
         watcher: LivenessWatcher | None = None,
+        native: bool = False,
     ) -> None:
         self._scope = scope
         self._threshold = threshold_s
@@ -172,6 +201,24 @@ class CallTracker:
         # Coverage accumulated since the last call to take_coverage().
         self._in_scope_s = 0.0
         self._spanned_s = 0.0
+        self._native: ThreadTracker | None = None
+        if native:
+            from ._tracking import ThreadTracker
+
+            self._native = ThreadTracker(
+                scope.info_of,
+                thread_name,
+                lost_context,
+                self._emit_native,
+                threshold_s,
+                interval_s,
+                watcher,
+            )
+
+    @property
+    def native(self) -> bool:
+        """Whether thread stacks are followed by the C path."""
+        return self._native is not None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -189,6 +236,9 @@ class CallTracker:
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
         """
+        if self._native is not None:
+            self._native.observe(frames, spanned, now, frames if alive is None else alive)
+            return
         tracks = self._tracks
         interval = self._interval
         cap = 2 * interval
@@ -218,6 +268,8 @@ class CallTracker:
     def set_interval(self, interval_s: float) -> None:
         """How often each thread is now examined (the overhead budget changed it)."""
         self._interval = interval_s
+        if self._native is not None:
+            self._native.interval = interval_s
 
     def observe_tasks(self, moved: list[TaskSample], done: Mapping[int, float], now: float) -> None:
         """Take one sample of asyncio tasks.
@@ -282,6 +334,8 @@ class CallTracker:
         """Drop all state without emitting anything (after an internal error)."""
         self._tracks.clear()
         self._task_tracks.clear()
+        if self._native is not None:
+            self._native.clear()
         if self._watcher is not None:
             self._watcher.clear()
 
@@ -289,6 +343,9 @@ class CallTracker:
         """(in-scope seconds, spanned seconds) sampled since the previous call."""
         result = (self._in_scope_s, self._spanned_s)
         self._in_scope_s = self._spanned_s = 0.0
+        if self._native is not None:
+            in_scope, spanned = self._native.take_coverage()
+            result = (result[0] + in_scope, result[1] + spanned)
         return result
 
     # -- one thread -----------------------------------------------------------------------
@@ -452,10 +509,13 @@ class CallTracker:
         info = track.infos[-1] if track.infos else None
         if info is None:
             return None
-        if not info.in_scope:
-            return info.display
-        name = self._callees.name_at(leaf.f_code, leaf.f_lasti)
-        return name or None
+        return self._wait_of(info if not info.in_scope else leaf.f_code, leaf.f_lasti)
+
+    def _wait_of(self, where: CodeInfo | CodeType, lasti: int) -> str | None:
+        """An out-of-scope function's name, or what in-scope code calls at ``lasti``."""
+        if isinstance(where, CodeInfo):
+            return where.display
+        return self._callees.name_at(where, lasti) or None
 
     # -- ends -----------------------------------------------------------------------------
 
@@ -512,11 +572,50 @@ class CallTracker:
                 waited_in=_most_common(track, call.wait_start),
                 end_time=last_seen,
                 example_stack=(
-                    _example(track.stack, track.infos, pos)
+                    _example(track.stack[: pos + 1], track.infos[: pos + 1])
                     if self._wants_example(info.site)
                     else None
                 ),
                 lost_from=call.lost_from,
+            )
+        )
+
+    def _emit_native(
+        self,
+        info: CodeInfo,
+        cause: str,
+        lost_from: Mapping[str, str] | None,
+        duration: float,
+        dark: float,
+        self_s: float,
+        caller: CodeInfo | None,
+        thread: str,
+        waits: list[tuple[CodeInfo | CodeType, int, int]],
+        end_time: float,
+        example: tuple[tuple[FrameType, ...], tuple[CodeInfo, ...]],
+    ) -> None:
+        """One operation the C thread path completed, with the figures it worked out as
+        :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
+        counts: Counter[str] = Counter()
+        for where, lasti, count in waits:
+            name = self._wait_of(where, lasti)
+            if name is not None:
+                counts[name] += count
+        self._emit(
+            Operation(
+                site=info.site,
+                file=info.file,
+                line=info.line,
+                cause=cause,
+                duration_s=duration,
+                dark_s=dark,
+                self_s=self_s,
+                caller=None if caller is None else caller.site,
+                thread=thread,
+                waited_in=max(counts, key=counts.__getitem__) if counts else None,
+                end_time=end_time,
+                example_stack=_example(*example) if self._wants_example(info.site) else None,
+                lost_from=lost_from,
             )
         )
 
@@ -545,10 +644,9 @@ def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
     return max(counts, key=counts.__getitem__)
 
 
-def _example(stack: list[FrameType], infos: list[CodeInfo], pos: int) -> tuple[str, ...]:
-    """Root-to-leaf code locations of the call at ``pos`` (names and lines, never values).
-    Built when an operation is counted and its site has no example yet: the stack is
-    still intact while ended calls are completed."""
-    pairs = zip(stack[: pos + 1], infos[: pos + 1], strict=True)
-    items = [f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs]
-    return tuple(items[-_EXAMPLE_DEPTH:])
+def _example(stack: Sequence[FrameType], infos: Sequence[CodeInfo]) -> tuple[str, ...]:
+    """Root-to-leaf code locations of a call, the call last (names and lines, never
+    values). Built when an operation is counted and its site has no example yet: the
+    stack is still intact while ended calls are completed."""
+    pairs = zip(stack[-_EXAMPLE_DEPTH:], infos[-_EXAMPLE_DEPTH:], strict=True)
+    return tuple(f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs)

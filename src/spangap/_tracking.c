@@ -1,0 +1,994 @@
+/* spangap._tracking: the call tracker's per-thread hot path, in C.
+ *
+ * tracker.py is the reference: this module does exactly what CallTracker.observe and
+ * the methods it calls do for thread stacks (walk, end, push, taint, account, idle),
+ * with the same estimates, and calls back into Python only when Python has to decide
+ * or record something: the facts about a code object it has not met before (once per
+ * code object), a thread's name (once per thread), where a hand-off left its span (once
+ * per batch of new dark calls), and each completed uninstrumented operation. Unchanged
+ * frames cost a pointer comparison and nothing is allocated per frame on the Python
+ * heap. asyncio task stacks stay in tracker.py.
+ *
+ * Everything here runs with the GIL held, on the sampler thread (or in stop() under the
+ * sampler's lock). Frames and code objects are held by strong references, so their
+ * addresses cannot be reused while they are compared.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#if PY_VERSION_HEX < 0x030B0000
+#error "spangap._tracking needs CPython 3.11 or later (PyFrame_GetLasti)"
+#endif
+
+/* Per-code flags, from the CodeInfo attributes of the same names. */
+#define F_IN_SCOPE 1
+#define F_COUNTABLE 2
+#define F_RESUMABLE 4
+
+/* idle.py's classes. */
+#define IDLE 1
+#define WORK 2
+#define IDLE_IF_DIRECT 3
+
+#define WAIT_LOG_LIMIT 4096
+#define EXAMPLE_DEPTH 40
+#define CACHE_LIMIT 200000
+
+typedef struct {
+    PyObject *code; /* strong; NULL = empty */
+    PyObject *info; /* strong: the CodeInfo */
+    unsigned char flags;
+    unsigned char idle;
+} CodeEntry;
+
+typedef struct {
+    PyObject *frame;     /* strong */
+    PyObject *info;      /* strong */
+    PyObject *lost_from; /* strong or NULL */
+    double first_seen, gap_before, child_s;
+    long long sample_start, nonidle_start, wait_start;
+    int slot;
+    unsigned char flags, idle;
+    char live;  /* a countable call, dark at every sample so far */
+    char cause; /* 0 no_span, 1 context_lost */
+} Elem;
+
+typedef struct {
+    PyObject *key; /* strong: a CodeInfo (out-of-scope leaf) or a code object */
+    int lasti;     /* -1 for a CodeInfo, else the leaf's instruction offset */
+} Wait;
+
+typedef struct {
+    PyObject *name;
+    Elem *stack; /* root -> leaf */
+    Py_ssize_t len, cap;
+    Py_ssize_t live, inscope;
+    double prev_time;
+    long long samples, nonidle;
+    int idle;
+    int has_wait;
+    Wait wait;
+    Wait *waits;
+    Py_ssize_t nwaits, waits_cap;
+    long long wait_base;
+} Track;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *info_of;      /* frame -> CodeInfo */
+    PyObject *thread_name;  /* tid -> str */
+    PyObject *lost_context; /* tid -> mapping or None */
+    PyObject *emit;         /* one completed operation, see tracker.py */
+    PyObject *watch;        /* watcher.watch or NULL */
+    PyObject *ended;        /* watcher.ended or NULL */
+    PyObject *tracks;       /* dict: tid -> capsule(Track) */
+    CodeEntry *cache;
+    Py_ssize_t cache_cap, cache_used;
+    double threshold, interval, half_cap;
+    double in_scope_s, spanned_s;
+} Tracker;
+
+static PyObject *str_in_scope, *str_countable, *str_resumable, *str_idle;
+static PyObject *str_no_span, *str_context_lost;
+
+/* -- the code cache -------------------------------------------------------------------- */
+
+static void
+cache_clear(Tracker *self)
+{
+    CodeEntry *cache = self->cache;
+    Py_ssize_t cap = self->cache_cap;
+    self->cache = NULL;
+    self->cache_cap = self->cache_used = 0;
+    for (Py_ssize_t i = 0; i < cap; i++) {
+        Py_XDECREF(cache[i].code);
+        Py_XDECREF(cache[i].info);
+    }
+    PyMem_Free(cache);
+}
+
+static inline size_t
+ptr_hash(const void *p)
+{
+    size_t h = (size_t)p >> 4;
+    return h ^ (h >> 16);
+}
+
+static CodeEntry *
+cache_slot(CodeEntry *cache, Py_ssize_t cap, PyObject *code)
+{
+    size_t mask = (size_t)cap - 1, i = ptr_hash(code) & mask;
+    while (cache[i].code != NULL && cache[i].code != code)
+        i = (i + 1) & mask;
+    return &cache[i];
+}
+
+static int
+cache_grow(Tracker *self)
+{
+    Py_ssize_t cap = self->cache_cap ? self->cache_cap * 2 : 1024;
+    CodeEntry *fresh = PyMem_Calloc((size_t)cap, sizeof(CodeEntry));
+    if (fresh == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->cache_cap; i++)
+        if (self->cache[i].code != NULL)
+            *cache_slot(fresh, cap, self->cache[i].code) = self->cache[i];
+    PyMem_Free(self->cache);
+    self->cache = fresh;
+    self->cache_cap = cap;
+    return 0;
+}
+
+static int
+read_flag(PyObject *info, PyObject *name, unsigned char bit, unsigned char *flags)
+{
+    PyObject *value = PyObject_GetAttr(info, name);
+    if (value == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    if (truth < 0)
+        return -1;
+    if (truth)
+        *flags |= bit;
+    return 0;
+}
+
+/* The cached facts about the frame's code (a borrowed entry, valid until the next
+ * lookup: a miss calls into Python and may grow the table). */
+static CodeEntry *
+code_entry(Tracker *self, PyFrameObject *frame)
+{
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_DECREF(code); /* the frame keeps it alive */
+    if (self->cache_cap) {
+        CodeEntry *found = cache_slot(self->cache, self->cache_cap, (PyObject *)code);
+        if (found->code != NULL)
+            return found;
+    }
+    PyObject *info = PyObject_CallOneArg(self->info_of, (PyObject *)frame);
+    if (info == NULL)
+        return NULL;
+    unsigned char flags = 0;
+    PyObject *idle_obj = NULL;
+    long idle = 0;
+    if (read_flag(info, str_in_scope, F_IN_SCOPE, &flags) < 0
+        || read_flag(info, str_countable, F_COUNTABLE, &flags) < 0
+        || read_flag(info, str_resumable, F_RESUMABLE, &flags) < 0
+        || (idle_obj = PyObject_GetAttr(info, str_idle)) == NULL
+        || ((idle = PyLong_AsLong(idle_obj)) == -1 && PyErr_Occurred())) {
+        Py_XDECREF(idle_obj);
+        Py_DECREF(info);
+        return NULL;
+    }
+    Py_DECREF(idle_obj);
+    if (self->cache_used >= CACHE_LIMIT)
+        cache_clear(self); /* dynamically generated code: start over rather than grow */
+    if ((self->cache_used + 1) * 2 > self->cache_cap && cache_grow(self) < 0) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    CodeEntry *slot = cache_slot(self->cache, self->cache_cap, (PyObject *)code);
+    Py_INCREF(code);
+    slot->code = (PyObject *)code;
+    slot->info = info; /* the reference from the call */
+    slot->flags = flags;
+    slot->idle = (unsigned char)idle;
+    self->cache_used++;
+    return slot;
+}
+
+/* -- the liveness watcher (through its Python methods) --------------------------------- */
+
+static int
+watcher_watch(Tracker *self, PyObject *frame, double now, int *slot)
+{
+    PyObject *t = PyFloat_FromDouble(now);
+    if (t == NULL)
+        return -1;
+    PyObject *args[2] = {frame, t};
+    PyObject *r = PyObject_Vectorcall(self->watch, args, 2, NULL);
+    Py_DECREF(t);
+    if (r == NULL)
+        return -1;
+    long value = PyLong_AsLong(r);
+    Py_DECREF(r);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    *slot = (int)value;
+    return 0;
+}
+
+static int
+watcher_ended(Tracker *self, int slot, double *alive, double *ended)
+{
+    PyObject *arg = PyLong_FromLong(slot);
+    if (arg == NULL)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(self->ended, arg);
+    Py_DECREF(arg);
+    if (r == NULL)
+        return -1;
+    int ok = PyArg_ParseTuple(r, "dd", alive, ended);
+    Py_DECREF(r);
+    return ok ? 0 : -1;
+}
+
+/* -- tracks ---------------------------------------------------------------------------- */
+
+static void
+elem_clear(Elem *e)
+{
+    Py_CLEAR(e->frame);
+    Py_CLEAR(e->info);
+    Py_CLEAR(e->lost_from);
+}
+
+static void
+wait_log_clear(Track *t)
+{
+    for (Py_ssize_t i = 0; i < t->nwaits; i++)
+        Py_DECREF(t->waits[i].key);
+    t->nwaits = 0;
+}
+
+static void
+track_free(Track *t)
+{
+    for (Py_ssize_t i = 0; i < t->len; i++)
+        elem_clear(&t->stack[i]);
+    wait_log_clear(t);
+    if (t->has_wait)
+        Py_DECREF(t->wait.key);
+    Py_XDECREF(t->name);
+    PyMem_Free(t->stack);
+    PyMem_Free(t->waits);
+    PyMem_Free(t);
+}
+
+static void
+track_capsule_destructor(PyObject *capsule)
+{
+    Track *t = PyCapsule_GetPointer(capsule, "spangap.track");
+    if (t != NULL)
+        track_free(t);
+}
+
+static Track *
+track_new(PyObject *name, double now)
+{
+    Track *t = PyMem_Calloc(1, sizeof(Track));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_INCREF(name);
+    t->name = name;
+    t->prev_time = now;
+    return t;
+}
+
+static Track *
+get_track(Tracker *self, PyObject *tid, double now)
+{
+    PyObject *capsule = PyDict_GetItemWithError(self->tracks, tid);
+    if (capsule != NULL)
+        return PyCapsule_GetPointer(capsule, "spangap.track");
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *name = PyObject_CallOneArg(self->thread_name, tid);
+    if (name == NULL)
+        return NULL;
+    Track *t = track_new(name, now);
+    Py_DECREF(name);
+    if (t == NULL)
+        return NULL;
+    capsule = PyCapsule_New(t, "spangap.track", track_capsule_destructor);
+    if (capsule == NULL) {
+        track_free(t);
+        return NULL;
+    }
+    int failed = PyDict_SetItem(self->tracks, tid, capsule);
+    Py_DECREF(capsule);
+    return failed ? NULL : t;
+}
+
+static int
+stack_reserve(Track *t, Py_ssize_t extra)
+{
+    if (t->len + extra <= t->cap)
+        return 0;
+    Py_ssize_t cap = t->cap ? t->cap : 16;
+    while (cap < t->len + extra)
+        cap *= 2;
+    Elem *grown = PyMem_Realloc(t->stack, (size_t)cap * sizeof(Elem));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->stack = grown;
+    t->cap = cap;
+    return 0;
+}
+
+static inline PyObject *
+leaf_of(Track *t)
+{
+    return t->len ? t->stack[t->len - 1].frame : NULL;
+}
+
+static void
+forget_wait(Track *t)
+{
+    if (t->has_wait) {
+        Py_DECREF(t->wait.key);
+        t->has_wait = 0;
+    }
+}
+
+/* A spanned sample: nothing on this stack can be an uninstrumented operation. */
+static int
+taint(Tracker *self, Track *t)
+{
+    int status = 0;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        Elem *e = &t->stack[i];
+        if (!e->live)
+            continue;
+        e->live = 0;
+        Py_CLEAR(e->lost_from);
+        if (e->slot >= 0 && self->ended != NULL) {
+            double alive, ended;
+            if (watcher_ended(self, e->slot, &alive, &ended) < 0)
+                status = -1;
+        }
+        e->slot = -1;
+    }
+    t->live = 0;
+    return status;
+}
+
+/* SPEC "idle", decided by what the innermost in-scope frame called (tracker._is_idle). */
+static int
+is_idle(Track *t)
+{
+    Py_ssize_t i = t->len - 1;
+    while (i >= 0 && !(t->stack[i].flags & F_IN_SCOPE))
+        i--;
+    if (i >= 0 && t->stack[i].idle == IDLE)
+        return 1;
+    if (i + 1 < t->len && t->stack[i + 1].idle == IDLE_IF_DIRECT)
+        return 1;
+    for (Py_ssize_t j = i + 1; j < t->len; j++) {
+        if (t->stack[j].idle == IDLE)
+            return 1;
+        if (t->stack[j].idle == WORK)
+            return 0;
+    }
+    return 0;
+}
+
+/* -- completing a call ----------------------------------------------------------------- */
+
+/* The wait log from ``start``: a list of (key, lasti, count), distinct keys in order of
+ * first appearance (Python resolves keys to names: only then can equal names merge). */
+static PyObject *
+wait_counts(Track *t, long long wait_start)
+{
+    Py_ssize_t start = (Py_ssize_t)(wait_start - t->wait_base);
+    if (start < 0)
+        start = 0;
+    PyObject *result = PyList_New(0);
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = start; i < t->nwaits; i++) {
+        Wait *w = &t->waits[i];
+        Py_ssize_t seen = 0;
+        for (Py_ssize_t j = start; j < i && !seen; j++)
+            seen = t->waits[j].key == w->key && t->waits[j].lasti == w->lasti;
+        if (seen)
+            continue;
+        long count = 1;
+        for (Py_ssize_t j = i + 1; j < t->nwaits; j++)
+            count += t->waits[j].key == w->key && t->waits[j].lasti == w->lasti;
+        PyObject *item = Py_BuildValue("(Oil)", w->key, w->lasti, count);
+        if (item == NULL || PyList_Append(result, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return result;
+}
+
+/* Frames and infos from the root to ``pos``, the last EXAMPLE_DEPTH of them. */
+static PyObject *
+example_of(Track *t, Py_ssize_t pos)
+{
+    Py_ssize_t start = pos + 1 > EXAMPLE_DEPTH ? pos + 1 - EXAMPLE_DEPTH : 0;
+    PyObject *frames = PyTuple_New(pos + 1 - start);
+    PyObject *infos = PyTuple_New(pos + 1 - start);
+    if (frames == NULL || infos == NULL) {
+        Py_XDECREF(frames);
+        Py_XDECREF(infos);
+        return NULL;
+    }
+    for (Py_ssize_t i = start; i <= pos; i++) {
+        Py_INCREF(t->stack[i].frame);
+        PyTuple_SET_ITEM(frames, i - start, t->stack[i].frame);
+        Py_INCREF(t->stack[i].info);
+        PyTuple_SET_ITEM(infos, i - start, t->stack[i].info);
+    }
+    PyObject *pair = PyTuple_Pack(2, frames, infos);
+    Py_DECREF(frames);
+    Py_DECREF(infos);
+    return pair;
+}
+
+/* tracker._complete: the call at ``pos`` returned between the previous sample and now. */
+static int
+complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
+{
+    Elem *call = &t->stack[pos];
+    double last_seen = t->prev_time, gone = now;
+    if (call->slot >= 0 && self->ended != NULL) {
+        double alive, ended;
+        int slot = call->slot;
+        call->slot = -1;
+        if (watcher_ended(self, slot, &alive, &ended) < 0)
+            return -1;
+        if (alive > last_seen)
+            last_seen = alive;
+        if (ended > 0.0 && ended < gone)
+            gone = ended;
+    }
+    double half = self->half_cap;
+    double before = call->gap_before / 2, after = gone - last_seen;
+    after = after > 0.0 ? after / 2 : 0.0;
+    double duration = (last_seen - call->first_seen) + (before < half ? before : half)
+                      + (after < half ? after : half);
+    long long samples = t->samples - call->sample_start;
+    long long nonidle = t->nonidle - call->nonidle_start;
+    Elem *parent = NULL;
+    for (Py_ssize_t i = pos - 1; i >= 0 && parent == NULL; i--)
+        if (t->stack[i].live)
+            parent = &t->stack[i];
+    if (nonidle <= 0 || samples <= 0 || duration < self->threshold) {
+        if (parent != NULL)
+            parent->child_s += call->child_s; /* pass counted descendants' time upward */
+        return 0;
+    }
+    double dark = duration * (double)nonidle / (double)samples;
+    double self_s = dark - call->child_s;
+    if (self_s < 0.0)
+        self_s = 0.0;
+    if (parent != NULL)
+        parent->child_s += dark;
+    PyObject *caller = Py_None;
+    for (Py_ssize_t i = pos - 1; i >= 0; i--)
+        if (t->stack[i].flags & F_IN_SCOPE) {
+            caller = t->stack[i].info;
+            break;
+        }
+    PyObject *waits = wait_counts(t, call->wait_start);
+    PyObject *example = waits ? example_of(t, pos) : NULL;
+    PyObject *result = NULL;
+    if (example != NULL)
+        result = PyObject_CallFunction(
+            self->emit, "OOOdddOOOdO", call->info, call->cause ? str_context_lost : str_no_span,
+            call->lost_from ? call->lost_from : Py_None, duration, dark, self_s, caller, t->name,
+            waits, last_seen, example);
+    Py_XDECREF(waits);
+    Py_XDECREF(example);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* tracker._end_calls: calls at positions >= keep have returned since the last sample.
+ * The stack is left consistent even when a callback fails. */
+static int
+end_calls(Tracker *self, Track *t, Py_ssize_t keep, double now)
+{
+    int status = 0;
+    for (Py_ssize_t pos = t->len - 1; pos >= keep; pos--) {
+        Elem *e = &t->stack[pos];
+        if (e->live) {
+            t->live--;
+            if (status == 0 && complete(self, t, pos, now) < 0)
+                status = -1;
+            e = &t->stack[pos];
+            e->live = 0;
+        }
+        if (e->flags & F_IN_SCOPE)
+            t->inscope--;
+    }
+    for (Py_ssize_t pos = keep; pos < t->len; pos++)
+        elem_clear(&t->stack[pos]);
+    t->len = keep < t->len ? keep : t->len;
+    return status;
+}
+
+/* tracker._push: track the frames new since the last sample; ``fresh`` holds them leaf
+ * first, and ``count`` of them (from the root end) are pushed. */
+static int
+push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count, int spanned,
+     double now)
+{
+    if (stack_reserve(t, count) < 0)
+        return -1;
+    double gap_before = t->samples ? now - t->prev_time : self->interval;
+    PyObject *lost_from = NULL; /* looked up once, at the first new dark call */
+    int looked_up = 0;
+    int status = 0;
+    for (Py_ssize_t k = count - 1; k >= 0; k--) {
+        PyObject *frame = fresh[k];
+        CodeEntry *entry = code_entry(self, (PyFrameObject *)frame);
+        if (entry == NULL) {
+            status = -1;
+            break;
+        }
+        Elem *e = &t->stack[t->len];
+        memset(e, 0, sizeof(Elem));
+        e->slot = -1;
+        e->flags = entry->flags;
+        e->idle = entry->idle;
+        Py_INCREF(frame);
+        e->frame = frame;
+        Py_INCREF(entry->info);
+        e->info = entry->info;
+        t->len++;
+        if (e->flags & F_IN_SCOPE)
+            t->inscope++;
+        if (!(e->flags & F_COUNTABLE) || spanned)
+            continue;
+        if (!looked_up) {
+            looked_up = 1;
+            lost_from = PyObject_CallOneArg(self->lost_context, tid);
+            if (lost_from == NULL) {
+                status = -1;
+                break;
+            }
+            if (lost_from == Py_None)
+                Py_CLEAR(lost_from);
+        }
+        e->live = 1;
+        e->first_seen = now;
+        e->gap_before = gap_before;
+        e->sample_start = t->samples;
+        e->nonidle_start = t->nonidle;
+        e->wait_start = t->wait_base + t->nwaits;
+        e->cause = lost_from != NULL;
+        Py_XINCREF(lost_from);
+        e->lost_from = lost_from;
+        t->live++;
+        if (self->watch != NULL && !(e->flags & F_RESUMABLE)) {
+            if (watcher_watch(self, frame, now, &e->slot) < 0) {
+                status = -1;
+                break;
+            }
+        }
+    }
+    Py_XDECREF(lost_from);
+    return status;
+}
+
+/* tracker._restructure: the leaf changed; end the calls that returned, push new ones. */
+static int
+restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned, double now)
+{
+    /* The whole chain, leaf first, as new references. Comparing it root-first with the
+     * old stack keeps exactly the common prefix: a generator resumed by a different
+     * caller is not taken for the call we knew. */
+    PyObject *small[128];
+    PyObject **chain = small;
+    Py_ssize_t n = 0, cap = 128;
+    PyFrameObject *frame = (PyFrameObject *)leaf;
+    Py_INCREF(frame);
+    while (frame != NULL) {
+        if (n == cap) {
+            PyObject **grown = PyMem_Malloc((size_t)cap * 2 * sizeof(PyObject *));
+            if (grown == NULL) {
+                Py_DECREF(frame);
+                for (Py_ssize_t i = 0; i < n; i++)
+                    Py_DECREF(chain[i]);
+                if (chain != small)
+                    PyMem_Free(chain);
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(grown, chain, (size_t)n * sizeof(PyObject *));
+            if (chain != small)
+                PyMem_Free(chain);
+            chain = grown;
+            cap *= 2;
+        }
+        chain[n++] = (PyObject *)frame;
+        frame = PyFrame_GetBack(frame);
+    }
+    Py_ssize_t keep = 0;
+    while (keep < t->len && keep < n && t->stack[keep].frame == chain[n - 1 - keep])
+        keep++;
+    int status = 0;
+    if (keep < t->len && end_calls(self, t, keep, now) < 0)
+        status = -1;
+    if (status == 0 && spanned && t->live && taint(self, t) < 0)
+        status = -1;
+    if (status == 0 && keep < n && push(self, tid, t, chain, n - keep, spanned, now) < 0)
+        status = -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(chain[i]);
+    if (chain != small)
+        PyMem_Free(chain);
+    forget_wait(t); /* where it waits is worked out again for the new leaf */
+    t->idle = is_idle(t);
+    return status;
+}
+
+/* tracker._log_wait: note where this dark, non-idle sample sits. */
+static int
+log_wait(Track *t)
+{
+    if (!t->has_wait) {
+        Elem *top = &t->stack[t->len - 1];
+        if (top->flags & F_IN_SCOPE) {
+            PyCodeObject *code = PyFrame_GetCode((PyFrameObject *)top->frame);
+            t->wait.key = (PyObject *)code; /* the new reference */
+            t->wait.lasti = PyFrame_GetLasti((PyFrameObject *)top->frame);
+        }
+        else {
+            Py_INCREF(top->info);
+            t->wait.key = top->info;
+            t->wait.lasti = -1;
+        }
+        t->has_wait = 1;
+    }
+    if (t->nwaits == t->waits_cap) {
+        Py_ssize_t cap = t->waits_cap ? t->waits_cap * 2 : 64;
+        Wait *grown = PyMem_Realloc(t->waits, (size_t)cap * sizeof(Wait));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->waits = grown;
+        t->waits_cap = cap;
+    }
+    Py_INCREF(t->wait.key);
+    t->waits[t->nwaits++] = t->wait;
+    if (t->nwaits > WAIT_LOG_LIMIT) {
+        Py_ssize_t drop = WAIT_LOG_LIMIT / 2;
+        for (Py_ssize_t i = 0; i < drop; i++)
+            Py_DECREF(t->waits[i].key);
+        memmove(t->waits, t->waits + drop, (size_t)(t->nwaits - drop) * sizeof(Wait));
+        t->nwaits -= drop;
+        t->wait_base += drop;
+    }
+    return 0;
+}
+
+/* tracker._account: per-sample counters; 0 = no coverage, 1 = in scope and dark,
+ * 2 = in scope and spanned, -1 = error. */
+static int
+account(Track *t, int spanned, double now)
+{
+    t->samples++;
+    t->prev_time = now;
+    if (t->idle)
+        return 0;
+    t->nonidle++;
+    if (t->live && t->len && log_wait(t) < 0)
+        return -1;
+    if (!t->inscope)
+        return 0;
+    return spanned ? 2 : 1;
+}
+
+/* -- the type -------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(observe_doc,
+"observe(frames, spanned, now, alive)\n\n"
+"One sample of thread stacks, as CallTracker.observe: ``frames`` maps thread id to\n"
+"innermost frame for the threads examined this tick, ``spanned`` holds the ids whose\n"
+"context has an active span, ``alive`` every live thread id.");
+
+static PyObject *
+tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "observe() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *frames = args[0], *spanned = args[1], *alive = args[3];
+    double now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!PyDict_Check(frames) || !PyDict_Check(alive)) {
+        PyErr_SetString(PyExc_TypeError, "observe() needs dicts of frames");
+        return NULL;
+    }
+    double interval = self->interval, cap = 2 * interval;
+    double in_scope_s = 0.0, spanned_s = 0.0;
+    Py_ssize_t pos = 0;
+    PyObject *tid, *leaf;
+    int status = 0;
+    while (PyDict_Next(frames, &pos, &tid, &leaf)) {
+        if (!PyFrame_Check(leaf)) {
+            PyErr_SetString(PyExc_TypeError, "observe() needs frames");
+            status = -1;
+            break;
+        }
+        Track *t = get_track(self, tid, now);
+        if (t == NULL) {
+            status = -1;
+            break;
+        }
+        double weight = interval;
+        if (t->samples)
+            weight = now - t->prev_time < cap ? now - t->prev_time : cap;
+        int is_spanned = PySequence_Contains(spanned, tid);
+        if (is_spanned < 0) {
+            status = -1;
+            break;
+        }
+        if (leaf_of(t) != leaf) {
+            if (restructure(self, tid, t, leaf, is_spanned, now) < 0) {
+                status = -1;
+                break;
+            }
+        }
+        else if (is_spanned && t->live && taint(self, t) < 0) {
+            status = -1;
+            break;
+        }
+        int coverage = account(t, is_spanned, now);
+        if (coverage < 0) {
+            status = -1;
+            break;
+        }
+        if (coverage) {
+            in_scope_s += weight;
+            if (coverage > 1)
+                spanned_s += weight;
+        }
+    }
+    self->in_scope_s += in_scope_s;
+    self->spanned_s += spanned_s;
+    if (status == 0 && PyDict_GET_SIZE(self->tracks) > PyDict_GET_SIZE(alive)) {
+        PyObject *gone = PyList_New(0);
+        if (gone == NULL)
+            return NULL;
+        pos = 0;
+        PyObject *capsule;
+        while (PyDict_Next(self->tracks, &pos, &tid, &capsule)) {
+            int found = PyDict_Contains(alive, tid);
+            if (found < 0 || (!found && PyList_Append(gone, tid) < 0)) {
+                Py_DECREF(gone);
+                return NULL;
+            }
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(gone); i++) {
+            tid = PyList_GET_ITEM(gone, i);
+            capsule = PyDict_GetItemWithError(self->tracks, tid);
+            if (capsule == NULL)
+                continue;
+            Track *t = PyCapsule_GetPointer(capsule, "spangap.track");
+            if (t != NULL && end_calls(self, t, 0, now) < 0)
+                status = -1; /* the thread ended */
+            if (PyDict_DelItem(self->tracks, tid) < 0)
+                status = -1;
+        }
+        Py_DECREF(gone);
+    }
+    if (status < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(take_coverage_doc,
+"take_coverage() -> (in_scope_s, spanned_s)\n\nCoverage sampled since the previous call.");
+
+static PyObject *
+tracker_take_coverage(Tracker *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = Py_BuildValue("(dd)", self->in_scope_s, self->spanned_s);
+    self->in_scope_s = self->spanned_s = 0.0;
+    return result;
+}
+
+PyDoc_STRVAR(clear_doc, "clear()\n\nDrop every thread's state without emitting anything.");
+
+static PyObject *
+tracker_clear(Tracker *self, PyObject *Py_UNUSED(ignored))
+{
+    PyDict_Clear(self->tracks);
+    self->in_scope_s = self->spanned_s = 0.0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tracker_get_interval(Tracker *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(self->interval);
+}
+
+static int
+tracker_set_interval(Tracker *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    double interval = value ? PyFloat_AsDouble(value) : -1.0;
+    if (interval == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(interval > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval must be positive");
+        return -1;
+    }
+    self->interval = interval;
+    return 0;
+}
+
+static PyObject *
+tracker_get_threads(Tracker *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(self->tracks));
+}
+
+static int
+tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"info_of", "thread_name", "lost_context", "emit", "threshold",
+                             "interval", "watcher", NULL};
+    PyObject *info_of, *thread_name, *lost_context, *emit, *watcher = Py_None;
+    double threshold, interval;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOdd|O", kwlist, &info_of, &thread_name,
+                                     &lost_context, &emit, &threshold, &interval, &watcher))
+        return -1;
+    if (!(threshold > 0.0) || !(interval > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "threshold and interval must be positive");
+        return -1;
+    }
+    PyObject *watch = NULL, *ended = NULL;
+    if (watcher != Py_None) {
+        watch = PyObject_GetAttrString(watcher, "watch");
+        ended = watch ? PyObject_GetAttrString(watcher, "ended") : NULL;
+        if (ended == NULL) {
+            Py_XDECREF(watch);
+            return -1;
+        }
+    }
+    Py_INCREF(info_of);
+    Py_INCREF(thread_name);
+    Py_INCREF(lost_context);
+    Py_INCREF(emit);
+    Py_XSETREF(self->info_of, info_of);
+    Py_XSETREF(self->thread_name, thread_name);
+    Py_XSETREF(self->lost_context, lost_context);
+    Py_XSETREF(self->emit, emit);
+    Py_XSETREF(self->watch, watch);
+    Py_XSETREF(self->ended, ended);
+    if (self->tracks == NULL && (self->tracks = PyDict_New()) == NULL)
+        return -1;
+    self->threshold = threshold;
+    self->interval = interval;
+    self->half_cap = threshold / 4.0;
+    return 0;
+}
+
+static int
+tracker_traverse(Tracker *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->info_of);
+    Py_VISIT(self->thread_name);
+    Py_VISIT(self->lost_context);
+    Py_VISIT(self->emit);
+    Py_VISIT(self->watch);
+    Py_VISIT(self->ended);
+    Py_VISIT(self->tracks);
+    return 0;
+}
+
+static int
+tracker_gc_clear(Tracker *self)
+{
+    Py_CLEAR(self->info_of);
+    Py_CLEAR(self->thread_name);
+    Py_CLEAR(self->lost_context);
+    Py_CLEAR(self->emit);
+    Py_CLEAR(self->watch);
+    Py_CLEAR(self->ended);
+    Py_CLEAR(self->tracks);
+    cache_clear(self);
+    return 0;
+}
+
+static void
+tracker_dealloc(Tracker *self)
+{
+    PyObject_GC_UnTrack(self);
+    tracker_gc_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef tracker_methods[] = {
+    {"observe", (PyCFunction)(void (*)(void))tracker_observe, METH_FASTCALL, observe_doc},
+    {"take_coverage", (PyCFunction)tracker_take_coverage, METH_NOARGS, take_coverage_doc},
+    {"clear", (PyCFunction)tracker_clear, METH_NOARGS, clear_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef tracker_getset[] = {
+    {"interval", (getter)tracker_get_interval, (setter)tracker_set_interval,
+     "How often each thread is examined, in seconds.", NULL},
+    {"threads", (getter)tracker_get_threads, NULL, "Number of threads being followed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TrackerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "spangap._tracking.ThreadTracker",
+    .tp_doc = PyDoc_STR("The call tracker's thread path in C (see tracker.py)."),
+    .tp_basicsize = sizeof(Tracker),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)tracker_init,
+    .tp_dealloc = (destructor)tracker_dealloc,
+    .tp_traverse = (traverseproc)tracker_traverse,
+    .tp_clear = (inquiry)tracker_gc_clear,
+    .tp_methods = tracker_methods,
+    .tp_getset = tracker_getset,
+};
+
+static struct PyModuleDef tracking_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "spangap._tracking",
+    .m_doc = "The call tracker's per-thread hot path in C; tracker.py is the reference.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__tracking(void)
+{
+    if (PyType_Ready(&TrackerType) < 0)
+        return NULL;
+    str_in_scope = PyUnicode_InternFromString("in_scope");
+    str_countable = PyUnicode_InternFromString("countable");
+    str_resumable = PyUnicode_InternFromString("resumable");
+    str_idle = PyUnicode_InternFromString("idle");
+    str_no_span = PyUnicode_InternFromString("no_span");
+    str_context_lost = PyUnicode_InternFromString("context_lost");
+    if (!str_in_scope || !str_countable || !str_resumable || !str_idle || !str_no_span
+        || !str_context_lost)
+        return NULL;
+    PyObject *module = PyModule_Create(&tracking_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&TrackerType);
+    if (PyModule_AddObject(module, "ThreadTracker", (PyObject *)&TrackerType) < 0) {
+        Py_DECREF(&TrackerType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

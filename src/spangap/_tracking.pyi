@@ -1,0 +1,29 @@
+"""The call tracker's per-thread hot path in C (see tracker.py, the reference)."""
+
+from collections.abc import Callable, Container, Mapping
+from types import FrameType
+from typing import Any
+
+class ThreadTracker:
+    interval: float
+    @property
+    def threads(self) -> int: ...
+    def __init__(
+        self,
+        info_of: Callable[[FrameType], Any],
+        thread_name: Callable[[int], str],
+        lost_context: Callable[[int], Mapping[str, str] | None],
+        emit: Callable[..., None],
+        threshold: float,
+        interval: float,
+        watcher: object | None = None,
+    ) -> None: ...
+    def observe(
+        self,
+        frames: Mapping[int, FrameType],
+        spanned: Container[int],
+        now: float,
+        alive: Mapping[int, object],
+    ) -> None: ...
+    def take_coverage(self) -> tuple[float, float]: ...
+    def clear(self) -> None: ...

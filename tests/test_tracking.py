@@ -1,0 +1,200 @@
+"""The C thread path (``_tracking.c``) against the reference (``tracker.py``).
+
+Both trackers are fed exactly the same samples (the same frame objects of a real thread
+held at known points, the same span state, the same times) and must report the same
+operations, field for field, and the same coverage. The ground-truth tests then run
+the whole detector on each path (test_ground_truth.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import pytest
+
+from spangap.scope import Scope
+from spangap.tracker import CallTracker, Operation, native_tracking_available
+
+pytestmark = pytest.mark.skipif(
+    not native_tracking_available() and "CI" not in os.environ,
+    reason="spangap._tracking is not built for this interpreter",
+)
+
+THRESHOLD = 0.010
+INTERVAL = 0.005
+
+
+def leaf_wait(gate: threading.Lock) -> None:
+    """Blocks on a lock the test holds: a dark, non-idle wait in application code."""
+    gate.acquire()
+    gate.release()
+
+
+def middle(gates: list[threading.Lock]) -> None:
+    for gate in gates:
+        leaf_wait(gate)
+
+
+def outer(gates: list[threading.Lock], tail: threading.Lock) -> None:
+    middle(gates)
+    leaf_wait(tail)
+
+
+class Worker:
+    """A real thread whose stack the test moves from one known state to the next."""
+
+    def __init__(self, steps: int) -> None:
+        self.gates = [threading.Lock() for _ in range(steps)]
+        self.tail = threading.Lock()
+        for gate in [*self.gates, self.tail]:
+            gate.acquire()
+        self.thread = threading.Thread(target=outer, args=(self.gates, self.tail))
+        self.thread.start()
+        assert self.thread.ident is not None
+        self.tid = self.thread.ident
+        self.step = 0
+        self.wait_blocked(self.gates[0])
+
+    def leaf(self) -> FrameType:
+        return sys._current_frames()[self.tid]
+
+    def wait_blocked(self, gate: threading.Lock) -> None:
+        """Until the thread sits in ``leaf_wait(gate)`` and its position stops moving."""
+        last = None
+        while True:
+            frame = sys._current_frames().get(self.tid)
+            here = None
+            if (
+                frame is not None
+                and frame.f_code is leaf_wait.__code__
+                and frame.f_locals.get("gate") is gate
+            ):
+                here = (frame, frame.f_lasti)
+            if here is not None and here == last:
+                return
+            last = here
+            time.sleep(0.005)
+
+    def advance(self) -> None:
+        """Let the thread go on to its next gate (or to the tail, then to its end)."""
+        gates = [*self.gates, self.tail]
+        gates[self.step].release()
+        self.step += 1
+        if self.step < len(gates):
+            self.wait_blocked(gates[self.step])
+        else:
+            self.thread.join()
+
+
+class Pair:
+    """The reference tracker and the C one, fed the same samples."""
+
+    def __init__(self, lost: dict[int, dict[str, str]]) -> None:
+        self.found: dict[str, list[Operation]] = {"python": [], "native": []}
+        scope = Scope(include=(__name__,))
+        self.trackers = {
+            mode: CallTracker(
+                scope,
+                THRESHOLD,
+                INTERVAL,
+                emit=self.found[mode].append,
+                thread_name=lambda tid: "worker",
+                wants_example=lambda site: True,
+                lost_context=lost.get,
+                native=mode == "native",
+            )
+            for mode in self.found
+        }
+
+    def sample(self, frames: dict[int, FrameType], spanned: set[int], now: float) -> None:
+        for tracker in self.trackers.values():
+            tracker.observe(frames, spanned, now, alive=frames)
+
+    def coverage(self) -> dict[str, tuple[float, float]]:
+        return {mode: t.take_coverage() for mode, t in self.trackers.items()}
+
+
+@contextmanager
+def worker_and_pair(steps: int, lost: dict[int, dict[str, str]]) -> Iterator[tuple[Worker, Pair]]:
+    worker = Worker(steps)
+    try:
+        yield worker, Pair(lost)
+    finally:
+        for gate in [*worker.gates, worker.tail]:
+            if gate.locked():
+                gate.release()
+        worker.thread.join()
+
+
+def run_script(
+    worker: Worker, pair: Pair, script: list[tuple[int, bool]], extra: Callable[[int], None]
+) -> None:
+    """``script``: per step, how many samples 5 ms apart and whether they are spanned."""
+    now = 100.0
+    for step, (samples, spanned) in enumerate(script):
+        extra(step)
+        for _ in range(samples):
+            frames = {worker.tid: worker.leaf()}
+            pair.sample(frames, {worker.tid} if spanned else set(), now)
+            now += INTERVAL
+        worker.advance()
+    pair.sample({}, set(), now)  # the thread has ended: everything completes
+
+
+def test_both_paths_report_the_same_operations() -> None:
+    """Long dark waits (counted), one too short to count, a spanned stretch (nothing on
+    the stack may count), a hand-off that lost its span, nested calls whose self time
+    excludes counted children, and the thread's end completing the rest."""
+    lost: dict[int, dict[str, str]] = {}
+    with worker_and_pair(5, lost) as (worker, pair):
+        coverage: list[dict[str, tuple[float, float]]] = []
+
+        def extra(step: int) -> None:
+            coverage.append(pair.coverage())
+            if step == 3:  # the next new calls were handed over without their span
+                lost[worker.tid] = {"trace_id": "ab" * 16, "span_id": "cd" * 8}
+
+        # gate 0: 4 samples (counted); gate 1: 1 sample (too short); gate 2: spanned;
+        # gate 3: 3 samples after the span; gate 4 and the tail: 3 samples each.
+        run_script(
+            worker,
+            pair,
+            [(4, False), (1, False), (2, True), (3, False), (3, False), (3, False)],
+            extra,
+        )
+    python, native = pair.found["python"], pair.found["native"]
+    assert native == python
+    assert [c["native"] for c in coverage] == [c["python"] for c in coverage]
+    assert any(c["python"][1] > 0 for c in coverage)  # the spanned step was in scope
+    sites = [op.site.rpartition(":")[2] for op in python]
+    assert sites.count("leaf_wait") == 4  # gates 0, 3, 4 and the tail; not 1 or 2
+    assert "middle" not in sites and "outer" not in sites  # tainted by the spanned step
+    assert {op.cause for op in python} == {"no_span", "context_lost"}
+    assert all(op.example_stack for op in python)
+
+
+def test_both_paths_account_the_same_self_time() -> None:
+    """No span at all: every level counts, and a parent's self time leaves out its
+    counted children's dark time."""
+    with worker_and_pair(3, {}) as (worker, pair):
+        run_script(worker, pair, [(3, False), (3, False), (4, False), (3, False)], print)
+    python, native = pair.found["python"], pair.found["native"]
+    assert native == python
+    by_site = {op.site.rpartition(":")[2]: op for op in python}
+    assert {"leaf_wait", "middle", "outer"} <= set(by_site)
+    assert by_site["middle"].self_s < by_site["middle"].dark_s
+    assert all(op.waited_in for op in python)  # where each waited, by name
+
+
+def test_native_tracker_is_used_when_asked(start_detector) -> None:
+    detector = start_detector(tracker="native")
+    assert detector.tracker == "native"
+    detector.stop()
+    detector = start_detector(tracker="python")
+    assert detector.tracker == "python"
