@@ -42,7 +42,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite. Serial on purpose: detection tests measure a sampler that must
     not compete with a second CPU-heavy test process on a small machine."""
     session.install("-e", ".[dev]")
-    # both C extensions must build
+    # every C extension must build
     session.run("python", "-c", "import spangap._native, spangap._liveness, spangap._tracking")
     session.run("pytest", "-q", *session.posargs)
 

@@ -20,9 +20,11 @@ keeps sampling at the floor. The gauges ``spangap_sampler_interval_seconds`` and
 ``spangap_sampler_stride`` show where the sampler stands.
 
 The controller works on one number, the slowdown ``factor`` = interval / interval_ms x
-stride: how much less often each thread is examined than at full rate. Each update moves
-it half way (in log space) toward the factor that would bring the measured share to 90%
-of the budget, and ignores differences under 10% so that noise does not make it hunt.
+stride: how much less often each thread is examined than at full rate. Over the budget,
+an update goes straight to the factor that would bring the measured share to 90% of the
+budget (the host should not pay for a slow approach); under it, the update moves only
+half way there (in log space), so that sampling speeds up cautiously. Differences under
+10% are ignored so that noise does not make it hunt.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ FLOOR_OF_THRESHOLD = 4.0  # widest interval at all, as a multiple of the thresho
 MAX_STRIDE = 8
 _AIM = 0.9  # aim under the budget so that the held share lands inside it
 _DEADBAND = 0.1
-_STEP = 0.5  # share of the (log) correction applied per update
+_STEP_DOWN = 1.0  # share of the (log) correction applied per update, over the budget
+_STEP_UP = 0.5  # ... and under it
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ class OverheadBudget:
         target = self.max_overhead * _AIM
         ratio = self.share / target if target > 0 else math.inf
         if abs(ratio - 1.0) > _DEADBAND:
-            wanted = self._factor * ratio
-            factor = self._factor * (wanted / self._factor) ** _STEP
+            step = _STEP_DOWN if ratio > 1.0 else _STEP_UP
+            factor = self._factor * ratio**step
             self._factor = min(max(factor, 1.0), self._max_factor)
             self.setting = self._setting_for(self._factor)
         at_floor = self._factor >= self._max_factor * (1 - 1e-9)
