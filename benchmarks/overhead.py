@@ -5,15 +5,18 @@
     sampler's CPU is reported three ways that should agree: the snapshot totals, the
     ``spangap_sampler_cpu_seconds_total`` counter, and the kernel's CPU clock of the sampler
     thread read from outside it, which does not rely on spangap's own accounting.
-(b) Slowdown: two workloads run with no tool, with spangap, and with the peers a user
+(b) Slowdown: four workloads run with no tool, with spangap, and with the peers a user
     might pick instead (yappi with a span tag, pyinstrument, py-spy from outside),
     alternating in fresh child processes for several rounds; medians and their ratio to
     the no-tool run are reported. A peer whose package is missing shows "not installed".
+    Two workloads are CPU-bound; two are HTTP services under load from a second process
+    (a 16-thread HTTP/1.1 server with 32 keep-alive connections, and an asyncio server
+    with 1,000), compared by throughput, with latency percentiles alongside.
 
 Usage::
 
-    python benchmarks/overhead.py            # full run, about 3 minutes
-    python benchmarks/overhead.py --quick    # small self-test, well under a minute
+    python benchmarks/overhead.py            # full run, about 7 minutes
+    python benchmarks/overhead.py --quick    # small self-test, about 1 minute
 
 Peers: ``pip install yappi pyinstrument py-spy``.
 
@@ -30,10 +33,12 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -50,6 +55,11 @@ from _common import (
 
 THREADS = 16
 MODULE = "gt_workloads"
+#: The HTTP workloads' application module is in the detector's scope; the server stands
+#: for a framework and the load generator's runner for the harness, so both are not.
+HTTP_APP = "http_app"
+HTTP_OUT_OF_SCOPE = ("http_server", "http_load")
+HTTP_FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}  # kind -> flavour
 SAMPLER_THREAD = "spangap-sampler"
 COUNTER = "spangap_sampler_cpu_seconds_total"
 
@@ -70,7 +80,9 @@ def start_detector(on: bool) -> tuple[Any, Any]:
         return None, None
     registry = prometheus_client.CollectorRegistry()
     detector = spangap.enable_gap_detector(
-        registry=registry, include=[MODULE], exclude=list(HARNESS)
+        registry=registry,
+        include=[MODULE, HTTP_APP],
+        exclude=[*HARNESS, *HTTP_OUT_OF_SCOPE],
     )
     return detector, registry
 
@@ -178,7 +190,8 @@ def instrument(tool: str, threaded: bool) -> Instrument:
 
         def stop_detector() -> dict[str, Any]:
             detector.stop()
-            return {"own_cpu_s": detector.snapshot().totals.sampler_cpu_seconds}
+            totals = detector.snapshot().totals
+            return {"own_cpu_s": totals.sampler_cpu_seconds, "operations": totals.operations}
 
         return Instrument(stop_detector, same)
     if tool == "yappi":
@@ -269,6 +282,48 @@ def threads_mixed(tool: str, seconds: float) -> dict[str, Any]:
     return {"value": sum(done) / wall, "wall_s": wall, **tool_run.stop()}
 
 
+def http_service(
+    tool: str, flavour: str, connections: int, warmup_s: float, seconds: float
+) -> dict[str, Any]:
+    """Part (b)(iii, iv): an HTTP service in this child under ``tool``, loaded by a
+    closed-loop generator in a second process; the result is its throughput.
+
+    ``flavour`` "threaded" is an HTTP/1.1 server with a pool of 16 workers whose handlers
+    query SQLite; "asyncio" is an ``asyncio.start_server`` service. A run whose generator
+    and server disagree on the number of requests, or that saw an error response, stops
+    the benchmark: then the throughput would not be what it claims to be."""
+    tool_run = instrument(tool, threaded=True)
+    import http_app
+    import http_load
+    import http_server
+
+    http_load.raise_fd_limit()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        server: http_server.ThreadedServer | http_server.AsyncServer
+        if flavour == "threaded":
+            http_app.create_database(Path(tmp) / "catalogue.sqlite3")
+            server = http_server.ThreadedServer(http_app.handle, THREADS, tool_run.wrap)
+        else:
+            server = http_server.AsyncServer(http_app.handle_async, tool_run.wrap)
+        plan = http_load.Plan(*server.address, connections, warmup_s, seconds, [*http_app.MIX])
+        try:
+            load = http_load.run_load(plan)
+        finally:
+            server.close()
+    wall = time.perf_counter() - start
+    if load["errors"] or load["total"] != server.served:
+        raise SystemExit(f"HTTP run inconsistent: {load}, server served {server.served}")
+    return {
+        "value": load["throughput"],
+        "wall_s": wall,
+        "p50_s": load["p50_s"],
+        "p99_s": load["p99_s"],
+        "loadgen_cpu_s": load["cpu_s"],
+        **tool_run.stop(),
+    }
+
+
 def run_one(args: dict[str, Any]) -> dict[str, Any]:
     """Child mode: dispatch one measurement described by the parent."""
     kind = args["kind"]
@@ -278,6 +333,11 @@ def run_one(args: dict[str, Any]) -> dict[str, Any]:
         return cpu_single(args["tool"], args["calls"])
     if kind == "threads_mixed":
         return threads_mixed(args["tool"], args["seconds"])
+    if kind in HTTP_FLAVOURS:
+        flavour = HTTP_FLAVOURS[kind]
+        return http_service(
+            args["tool"], flavour, args["connections"], args["warmup_s"], args["seconds"]
+        )
     raise SystemExit(f"unknown measurement {kind!r}")
 
 
@@ -308,13 +368,18 @@ def sampler_table(result: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Workload:
-    """One workload of part (b): a child measurement and how to read its value."""
+    """One workload of part (b): a child measurement and how to read its value.
+
+    ``http`` workloads go to the second table (they add latency columns); their peers
+    may run in fewer rounds (``peer_rounds``, None = the script's ``--peer-rounds``)."""
 
     name: str
     kind: str
     unit: str
     higher_is_better: bool
     args: dict[str, Any]
+    http: bool = False
+    peer_rounds: int | None = None
 
     def cell(self, value: float) -> str:
         if value != value:
@@ -322,9 +387,15 @@ class Workload:
         return f"{value:.3f} {self.unit}" if self.unit == "s" else f"{value:.0f} {self.unit}"
 
 
-def workloads(quick: bool) -> list[Workload]:
-    """The two part (b) workloads: the single-thread one shows the sampler's share of the
-    GIL at its plainest, the threaded one the cost under contention."""
+HTTP_THREADED_CONNECTIONS = 32
+HTTP_ASYNCIO_CONNECTIONS = 1000
+
+
+def workloads(quick: bool, http_peer_rounds: int) -> list[Workload]:
+    """The part (b) workloads: the single-thread one shows the sampler's share of the
+    GIL at its plainest, the threaded one the cost under contention, and the two HTTP
+    services the cost as a service's users see it, in requests per second."""
+    http_time = {"warmup_s": 0.5, "seconds": 1.5} if quick else {"warmup_s": 1.0, "seconds": 4.0}
     return [
         Workload(
             "cpu-bound, 1 thread (wall time)",
@@ -339,6 +410,24 @@ def workloads(quick: bool) -> list[Workload]:
             "units/s",
             True,
             {"seconds": 1.5 if quick else 5.0},
+        ),
+        Workload(
+            f"HTTP, {THREADS} worker threads, {HTTP_THREADED_CONNECTIONS} connections",
+            "http_threaded",
+            "req/s",
+            True,
+            {"connections": HTTP_THREADED_CONNECTIONS, **http_time},
+            http=True,
+            peer_rounds=http_peer_rounds,
+        ),
+        Workload(
+            f"HTTP, asyncio, {HTTP_ASYNCIO_CONNECTIONS:,} connections",
+            "http_asyncio",
+            "req/s",
+            True,
+            {"connections": HTTP_ASYNCIO_CONNECTIONS, **http_time},
+            http=True,
+            peer_rounds=http_peer_rounds,
         ),
     ]
 
@@ -455,6 +544,8 @@ class Cell:
     values: list[float]
     own_cpu: list[float]  # the tool's own CPU as a share of one core over the workload
     error: str = ""
+    p50: list[float] = field(default_factory=list)  # HTTP workloads: latency, seconds
+    p99: list[float] = field(default_factory=list)
 
 
 def compare(
@@ -462,12 +553,14 @@ def compare(
 ) -> dict[tuple[str, str], Cell]:
     """Values per (workload, tool). Every round runs every tool once per workload, in an
     order that reverses every round (off first, then off last) so that a drift in machine
-    speed favours no tool. Peers take part in the first ``peer_rounds`` rounds only."""
+    speed favours no tool. Peers take part in the first ``peer_rounds`` rounds only (or
+    the workload's own, smaller, ``peer_rounds``)."""
     cells = {(item.kind, tool.name): Cell([], []) for item in items for tool in kit}
     for r in range(rounds):
-        active = [t for t in kit if not t.missing and (not t.peer or r < peer_rounds)]
-        order = active if r % 2 == 0 else active[::-1]
         for item in items:
+            limit = peer_rounds if item.peer_rounds is None else item.peer_rounds
+            active = [t for t in kit if not t.missing and (not t.peer or r < limit)]
+            order = active if r % 2 == 0 else active[::-1]
             for tool in order:
                 cell = cells[(item.kind, tool.name)]
                 if cell.error:
@@ -481,13 +574,35 @@ def compare(
                     cell.error = result["error"]
                     print(f"[{r + 1}/{rounds}] {item.name}: {cell.error}", file=sys.stderr)
                     continue
-                cell.values.append(result["value"])
-                if "own_cpu_s" in result:
-                    cell.own_cpu.append(result["own_cpu_s"] / result["wall_s"])
-                shown = item.cell(result["value"])
-                progress = f"[{r + 1}/{rounds}] {item.name}: {tool.name} {shown}"
-                print(progress, file=sys.stderr, flush=True)
+                record(cell, result)
+                print(progress_line(item, tool, result, r, rounds), file=sys.stderr, flush=True)
     return cells
+
+
+def record(cell: Cell, result: dict[str, Any]) -> None:
+    """Add one child's result to its cell."""
+    cell.values.append(result["value"])
+    if "own_cpu_s" in result:
+        cell.own_cpu.append(result["own_cpu_s"] / result["wall_s"])
+    if "p50_s" in result:
+        cell.p50.append(result["p50_s"])
+        cell.p99.append(result["p99_s"])
+
+
+def progress_line(item: Workload, tool: Tool, result: dict[str, Any], r: int, rounds: int) -> str:
+    """One line on stderr per child, with the per-run details the tables leave out."""
+    line = f"[{r + 1}/{rounds}] {item.name}: {tool.name} {item.cell(result['value'])}"
+    if "p50_s" in result:
+        line += f", p50 {ms(result['p50_s'])}, p99 {ms(result['p99_s'])}"
+        line += f", load generator CPU {result['loadgen_cpu_s'] / result['wall_s']:.0%}"
+    if "operations" in result:
+        line += f", operations counted {result['operations']}"
+    return line
+
+
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds for a table cell, or "n/a"."""
+    return "n/a" if seconds != seconds else f"{seconds * 1000:.1f} ms"
 
 
 def overhead(item: Workload, off: float, on: float) -> float:
@@ -503,29 +618,58 @@ def own_cpu_cell(tool: Tool, cell: Cell) -> str:
     return pct(median(cell.own_cpu), digits=2)
 
 
+def tool_cells(item: Workload, tool: Tool, cell: Cell, off: float) -> list[str] | None:
+    """Median, runs, ratio to off and overhead of one tool on one workload; None when
+    the tool did not run (not installed, or it failed)."""
+    if tool.missing or cell.error:
+        return None
+    value = median(cell.values)
+    ratio = "-" if tool.name == "off" else f"{value / off:.3f}"
+    extra = "-" if tool.name == "off" else pct(overhead(item, off, value), signed=True)
+    return [item.cell(value), str(len(cell.values)), ratio, extra]
+
+
+def why_missing(tool: Tool, cell: Cell) -> str:
+    """The text shown instead of a median: "not installed", or the tool's error."""
+    return tool.missing or f"n/a ({cell.error})"
+
+
 def comparison_table(
     items: list[Workload], kit: list[Tool], cells: dict[tuple[str, str], Cell]
 ) -> str:
     """Part (b): per workload, one row per tool with its median, ratio and overhead."""
     rows = []
-    for item in items:
+    for item in (i for i in items if not i.http):
         off = median(cells[(item.kind, "off")].values)
         for i, tool in enumerate(kit):
             cell = cells[(item.kind, tool.name)]
             first = item.name if i == 0 else ""
-            reason = tool.missing or (f"n/a ({cell.error})" if cell.error else "")
-            if reason:
-                rows.append([first, tool.label, reason, "0", "n/a", "n/a", "n/a"])
-                continue
-            value = median(cell.values)
-            ratio = "-" if tool.name == "off" else f"{value / off:.3f}"
-            extra = "-" if tool.name == "off" else pct(overhead(item, off, value), signed=True)
-            runs = str(len(cell.values))
-            rows.append(
-                [first, tool.label, item.cell(value), runs, ratio, extra, own_cpu_cell(tool, cell)]
-            )
+            shown = tool_cells(item, tool, cell, off)
+            if shown is None:
+                rows.append([first, tool.label, why_missing(tool, cell), "0", "n/a", "n/a", "n/a"])
+            else:
+                rows.append([first, tool.label, *shown, own_cpu_cell(tool, cell)])
     headers = ["workload (b)", "tool", "median", "runs", "vs off", "overhead", "own CPU (1 core)"]
     return format_table(headers, rows)
+
+
+def http_table(items: list[Workload], kit: list[Tool], cells: dict[tuple[str, str], Cell]) -> str:
+    """Part (b), HTTP services: throughput compared like the other workloads, and the
+    median over rounds of each run's latency percentiles, as the load generator saw them."""
+    rows = []
+    for item in (i for i in items if i.http):
+        off = median(cells[(item.kind, "off")].values)
+        for i, tool in enumerate(kit):
+            cell = cells[(item.kind, tool.name)]
+            first = item.name if i == 0 else ""
+            shown = tool_cells(item, tool, cell, off)
+            if shown is None:
+                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 5])
+                continue
+            latency = [ms(median(cell.p50)), ms(median(cell.p99))]
+            rows.append([first, tool.label, *shown, *latency, own_cpu_cell(tool, cell)])
+    headers = ["HTTP workload (b)", "tool", "throughput", "runs", "vs off", "overhead"]
+    return format_table([*headers, "p50", "p99", "own CPU (1 core)"], rows)
 
 
 def knows_table(kit: list[Tool]) -> str:
@@ -548,7 +692,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--peer-rounds", type=int, help="rounds in which the peers also run (default 3)"
     )
-    parser.add_argument("--quick", action="store_true", help="small self-test: short runs")
+    parser.add_argument(
+        "--http-peer-rounds",
+        type=int,
+        help="rounds in which the peers also run the HTTP workloads (default: as "
+        "--peer-rounds; 1 with --quick, to keep the self-test near a minute)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small self-test: 2 rounds, short workloads, HTTP peers in 1 round",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON measurement
     args = parser.parse_args(argv)
     if args.one:
@@ -556,10 +710,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     rounds = args.rounds or (2 if args.quick else 5)
     peer_rounds = min(rounds, args.peer_rounds or (2 if args.quick else 3))
+    http_peer_rounds = min(rounds, args.http_peer_rounds or (1 if args.quick else peer_rounds))
     started = time.perf_counter()
     print("[a] sampler CPU", file=sys.stderr, flush=True)
     sampler = run_child(__file__, {"kind": "sampler_cpu", "seconds": 2.0 if args.quick else 10.0})
-    items = workloads(args.quick)
+    items = workloads(args.quick, http_peer_rounds)
     kit = tools()
     cells = compare(items, kit, rounds, peer_rounds)
     print(
@@ -574,6 +729,12 @@ def main(argv: list[str] | None = None) -> None:
         f"round(s), peers: median of {peer_rounds} (fewer, to keep the run short)"
     )
     print(comparison_table(items, kit, cells))
+    print()
+    print(
+        f"(b) HTTP services, same rounds (peers: median of {http_peer_rounds}); throughput "
+        "and latency as measured by the load generator in a second process"
+    )
+    print(http_table(items, kit, cells))
     print()
     print(knows_table(kit))
     print(f"total time {time.perf_counter() - started:.0f} s")

@@ -3,10 +3,14 @@ child run whose workload is checked against what it was asked to do."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +18,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import detection  # noqa: E402
+import http_app  # noqa: E402
+import http_load  # noqa: E402
+import http_server  # noqa: E402
 
 SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
 SPANNED = f"{detection.MODULE}:spanned_cm"
@@ -72,3 +79,79 @@ def test_a_child_run_does_the_workload_it_describes() -> None:
         assert child["real"][site]["calls"] == expected, site
     assert child["samples"] > 0 and child["wall_s"] > 0
     assert not any(detection.is_never_countable(s) and n for s, n in child["counted"].items())
+
+
+# --- HTTP workloads of overhead.py ---------------------------------------------------------
+
+
+def test_percentiles_and_throughput_on_known_inputs() -> None:
+    ordered = [float(v) for v in range(1, 101)]
+    assert http_load.percentile(ordered, 0.50) == 50.0
+    assert http_load.percentile(ordered, 0.99) == 99.0
+    assert http_load.percentile(ordered, 1.0) == 100.0
+    assert http_load.percentile([7.0], 0.99) == 7.0
+    assert math.isnan(http_load.percentile([], 0.5))
+    tally = http_load.Tally(total=12, errors=1, latencies=[0.3, 0.1, 0.2, 0.4])
+    summary = http_load.summarize(tally, window_s=2.0)
+    assert summary["requests"] == 4 and summary["total"] == 12 and summary["errors"] == 1
+    assert summary["throughput"] == 2.0  # 4 responses inside a 2 s window
+    assert (summary["p50_s"], summary["p99_s"]) == (0.2, 0.4)
+
+
+def test_content_length_is_read_from_any_header_case() -> None:
+    head = b"HTTP/1.1 200 OK\r\nServer: x\r\ncontent-LENGTH: 42\r\nDate: y\r\n\r\n"
+    assert http_load.content_length(head) == 42
+    assert http_load.content_length(b"HTTP/1.1 204 No Content\r\n\r\n") == 0
+
+
+def check_routes(address: tuple[str, int]) -> int:
+    """One keep-alive connection asks for every route; each answers 200 with its JSON.
+    Returns the number of requests made."""
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        for path in ("/items?page=2", "/user?id=3", "/report"):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200, path
+            assert body["route"] == path[1:].split("?")[0], path
+            assert body["items"], path
+    finally:
+        conn.close()
+    return 3
+
+
+def load(address: tuple[str, int], connections: int) -> dict[str, Any]:
+    plan = http_load.Plan(*address, connections, 0.1, 0.3, list(http_app.MIX))
+    return http_load.run_load(plan, timeout_s=60)
+
+
+@pytest.fixture
+def threaded_server(tmp_path: Path) -> Iterator[http_server.ThreadedServer]:
+    http_app.create_database(tmp_path / "catalogue.sqlite3")
+    server = http_server.ThreadedServer(http_app.handle, workers=16)
+    yield server
+    server.close()
+
+
+def test_threaded_server_answers_exactly_what_the_generator_counts(
+    threaded_server: http_server.ThreadedServer,
+) -> None:
+    asked = check_routes(threaded_server.address)
+    # More connections than workers: keep-alive connections must not hold a worker.
+    result = load(threaded_server.address, connections=32)
+    assert result["errors"] == 0
+    assert 0 < result["requests"] <= result["total"]
+    assert threaded_server.served == asked + result["total"]
+
+
+def test_asyncio_server_answers_exactly_what_the_generator_counts() -> None:
+    server = http_server.AsyncServer(http_app.handle_async)
+    try:
+        asked = check_routes(server.address)
+        result = load(server.address, connections=200)
+    finally:
+        server.close()
+    assert result["errors"] == 0
+    assert 0 < result["requests"] <= result["total"]
+    assert server.served == asked + result["total"]
