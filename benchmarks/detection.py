@@ -73,6 +73,7 @@ class Setting:
     contended: bool
     rounds: int
     interval_ms: float = DEFAULT_INTERVAL_MS
+    tracker: str = "native"
 
     @property
     def load(self) -> str:
@@ -140,6 +141,7 @@ def measure(setting: Setting) -> dict[str, Any]:
         context_reader=setting.reader,
         liveness=setting.liveness,
         max_overhead=setting.max_overhead,
+        tracker=setting.tracker,
     )
     run_in_threads(lambda: thread_body(gt, server.address, setting), setting.threads)
     detector.stop()
@@ -197,7 +199,8 @@ def row_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def settings(rounds: int) -> list[Setting]:
-    """The definition at full rate (both readers), then the default budget, then the
+    """The definition at full rate (both readers), then the default budget (with the C
+    and the reference tracker: what a cheaper tick buys at the same budget), then the
     CPU-contended load (where the sampler waits for the GIL behind CPU-bound threads)
     with and without the liveness watcher, at full rate and at the default budget."""
     rows = [
@@ -205,7 +208,11 @@ def settings(rounds: int) -> list[Setting]:
         for reader in READERS
         for threads in THREAD_COUNTS
     ]
-    rows += [Setting(DEFAULT_BUDGET, "native", "native", n, False, rounds) for n in THREAD_COUNTS]
+    rows += [
+        Setting(DEFAULT_BUDGET, "native", "native", n, False, rounds, tracker=tracker)
+        for tracker in ("native", "python")
+        for n in THREAD_COUNTS
+    ]
     rows += [
         Setting(NO_BUDGET, liveness, "native", threads, True, rounds)
         for liveness in ("native", "sampled")
@@ -239,6 +246,7 @@ def measure_all(rows: list[Setting], repeats: int) -> list[list[dict[str, float]
 
 HEADERS = (
     "budget",
+    "tracker",
     "liveness",
     "reader",
     "threads",
@@ -260,6 +268,7 @@ def format_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
     m = {key: median([r[key] for r in runs]) for key in runs[0]}
     return [
         budget_label(setting.max_overhead),
+        setting.tracker,
         setting.liveness,
         setting.reader,
         str(setting.threads),
