@@ -557,26 +557,48 @@ class CallTracker:
         self_s = max(0.0, dark - call.child_s)
         if parent is not None:
             parent.child_s += dark
-        info = call.info
+        self._emit_operation(
+            call.info,
+            call.cause,
+            call.lost_from,
+            (duration, dark, self_s),
+            _nearest_in_scope(track.infos, pos),
+            track.name,
+            _most_common(track, call.wait_start),
+            last_seen,
+            lambda: _example(track.stack[: pos + 1], track.infos[: pos + 1]),
+        )
+
+    def _emit_operation(
+        self,
+        info: CodeInfo,
+        cause: str,
+        lost_from: Mapping[str, str] | None,
+        seconds: tuple[float, float, float],
+        caller: str | None,
+        thread: str,
+        waited_in: str | None,
+        end_time: float,
+        example: Callable[[], tuple[str, ...]],
+    ) -> None:
+        """Emit one operation; ``seconds`` is (duration, dark, self), and the example
+        stack is built only when the site still lacks one."""
+        duration, dark, self_s = seconds
         self._emit(
             Operation(
                 site=info.site,
                 file=info.file,
                 line=info.line,
-                cause=call.cause,
+                cause=cause,
                 duration_s=duration,
                 dark_s=dark,
                 self_s=self_s,
-                caller=_nearest_in_scope(track.infos, pos),
-                thread=track.name,
-                waited_in=_most_common(track, call.wait_start),
-                end_time=last_seen,
-                example_stack=(
-                    _example(track.stack[: pos + 1], track.infos[: pos + 1])
-                    if self._wants_example(info.site)
-                    else None
-                ),
-                lost_from=call.lost_from,
+                caller=caller,
+                thread=thread,
+                waited_in=waited_in,
+                end_time=end_time,
+                example_stack=example() if self._wants_example(info.site) else None,
+                lost_from=lost_from,
             )
         )
 
@@ -596,27 +618,21 @@ class CallTracker:
     ) -> None:
         """One operation the C thread path completed, with the figures it worked out as
         :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
-        counts: Counter[str] = Counter()
+        counts: Counter[str | None] = Counter()
         for where, lasti, count in waits:
             name = self._wait_of(where, lasti)
             if name is not None:
                 counts[name] += count
-        self._emit(
-            Operation(
-                site=info.site,
-                file=info.file,
-                line=info.line,
-                cause=cause,
-                duration_s=duration,
-                dark_s=dark,
-                self_s=self_s,
-                caller=None if caller is None else caller.site,
-                thread=thread,
-                waited_in=max(counts, key=counts.__getitem__) if counts else None,
-                end_time=end_time,
-                example_stack=_example(*example) if self._wants_example(info.site) else None,
-                lost_from=lost_from,
-            )
+        self._emit_operation(
+            info,
+            cause,
+            lost_from,
+            (duration, dark, self_s),
+            None if caller is None else caller.site,
+            thread,
+            _top_name(counts),
+            end_time,
+            lambda: _example(*example),
         )
 
 
@@ -639,9 +655,12 @@ def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
     start = max(0, wait_start - track.wait_base)
     counts = Counter(track.waits[start:])  # counted in C; None marks "no wait"
     counts.pop(None, None)
-    if not counts:
-        return None
-    return max(counts, key=counts.__getitem__)
+    return _top_name(counts)
+
+
+def _top_name(counts: Counter[str | None]) -> str | None:
+    """The most frequent name (the first met, on a tie), or None if there is none."""
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def _example(stack: Sequence[FrameType], infos: Sequence[CodeInfo]) -> tuple[str, ...]:
