@@ -43,14 +43,16 @@ def prepare_child() -> None:
         trace.set_tracer_provider(TracerProvider())
 
 
-def run_child(script: str, args: dict[str, Any]) -> dict[str, Any]:
+def run_child(
+    script: str, args: dict[str, Any], timeout_s: float = CHILD_TIMEOUT_S
+) -> dict[str, Any]:
     """Run ``script --one <json>`` in a fresh interpreter and return its JSON result.
 
     A failing child stops the whole benchmark with its stderr: a silently missing
     measurement would make the table lie.
     """
     cmd = [sys.executable, script, "--one", json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stderr)

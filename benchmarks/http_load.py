@@ -11,8 +11,8 @@ line and headers up to the blank line, then Content-Length bytes of body).
 
 Usage (what :func:`run_load` runs)::
 
-    python benchmarks/http_load.py '{"host": "127.0.0.1", "port": 8080, "connections": 32,
-                                     "warmup_s": 1, "duration_s": 4, "paths": ["/"]}'
+    python benchmarks/http_load.py --one '{"host": "127.0.0.1", "port": 8080,
+        "connections": 32, "warmup_s": 1, "duration_s": 4, "paths": ["/"]}'
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import asyncio
 import json
 import math
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from _common import run_child
 
 CONNECT_BATCH = 100  # connections opened at once, so that the server's accept keeps up
 
@@ -213,19 +214,15 @@ def run_load(plan: Plan, timeout_s: float = 120.0) -> dict[str, Any]:
     A separate process keeps the generator's work off the server's GIL and out of reach
     of the tool under test (py-spy attaches to one process, in-process tools live in
     the server's)."""
-    cmd = [sys.executable, __file__, json.dumps(asdict(plan))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stderr)
-        raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return run_child(__file__, asdict(plan), timeout_s)
 
 
 def main(argv: list[str]) -> None:
+    """Child mode, as every benchmark child: ``--one <json plan>``."""
+    if len(argv) != 2 or argv[0] != "--one":
+        raise SystemExit("usage: http_load.py --one <json plan>")
     raise_fd_limit()
-    plan = Plan(**json.loads(argv[0]))
+    plan = Plan(**json.loads(argv[1]))
     print(json.dumps(asyncio.run(generate(plan))), flush=True)
 
 
