@@ -100,7 +100,7 @@ def test_a_call_seen_by_one_sample_counts_only_when_the_watcher_followed_it(mode
         Scope(include=(__name__,)),
         threshold,
         0.005,
-        emit=found.append,
+        emit=found.extend,
         thread_name=lambda tid: "worker",
         watcher=watcher,
     )
@@ -125,6 +125,7 @@ def test_a_call_seen_by_one_sample_counts_only_when_the_watcher_followed_it(mode
     tracker.observe({}, set(), time.perf_counter())  # the thread is gone: calls end
     if watcher is not None:
         watcher.stop()
+    tracker.flush()
     counted = [op for op in found if op.site.endswith("long_dark_call")]
     if mode == "native":
         assert len(counted) == 1 and counted[0].duration_s >= threshold

@@ -103,9 +103,8 @@ class Pair:
                 scope,
                 THRESHOLD,
                 INTERVAL,
-                emit=self.found[mode].append,
+                emit=self.found[mode].extend,
                 thread_name=lambda tid: "worker",
-                wants_example=lambda site: True,
                 lost_context=lost.get,
                 native=mode == "native",
             )
@@ -115,6 +114,7 @@ class Pair:
     def sample(self, frames: dict[int, FrameType], spanned: set[int], now: float) -> None:
         for tracker in self.trackers.values():
             tracker.observe(frames, spanned, now, alive=frames)
+            tracker.flush()
 
     def coverage(self) -> dict[str, tuple[float, float]]:
         return {mode: t.take_coverage() for mode, t in self.trackers.items()}
@@ -176,7 +176,9 @@ def test_both_paths_report_the_same_operations() -> None:
     assert sites.count("leaf_wait") == 4  # gates 0, 3, 4 and the tail; not 1 or 2
     assert "middle" not in sites and "outer" not in sites  # tainted by the spanned step
     assert {op.cause for op in python} == {"no_span", "context_lost"}
-    assert all(op.example_stack for op in python)
+    first_of_each_site = {op.site: op for op in reversed(python)}.values()
+    assert all(op.example_stack for op in first_of_each_site)  # one example per code
+    assert all(op.example_stack is None for op in python if op not in first_of_each_site)
 
 
 def test_both_paths_account_the_same_self_time() -> None:

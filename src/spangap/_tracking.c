@@ -3,11 +3,13 @@
  * tracker.py is the reference: this module does exactly what CallTracker.observe and
  * the methods it calls do for thread stacks (walk, end, push, taint, account, idle),
  * with the same estimates, and calls back into Python only when Python has to decide
- * or record something: the facts about a code object it has not met before (once per
- * code object), a thread's name (once per thread), where a hand-off left its span (once
- * per batch of new dark calls), and each completed uninstrumented operation. Unchanged
- * frames cost a pointer comparison and nothing is allocated per frame on the Python
- * heap. asyncio task stacks stay in tracker.py.
+ * or name something: the facts about a code object it has not met before (once per code
+ * object), a thread's name (once per thread), where a hand-off left its span (once per
+ * batch of new dark calls), and an example stack (once per CodeInfo). A completed
+ * uninstrumented operation is not handed over at once: its figures go, as one tuple, to
+ * a list that take() hands to Python in batches (tracker.py turns them into Operations).
+ * Unchanged frames cost a pointer comparison and nothing is allocated per frame on the
+ * Python heap. asyncio task stacks stay in tracker.py.
  *
  * Everything here runs with the GIL held, on the sampler thread (or in stop() under the
  * sampler's lock). Frames and code objects are held by strong references, so their
@@ -79,7 +81,9 @@ typedef struct {
     PyObject *info_of;      /* frame -> CodeInfo */
     PyObject *thread_name;  /* tid -> str */
     PyObject *lost_context; /* tid -> mapping or None */
-    PyObject *emit;         /* one completed operation, see tracker.py */
+    PyObject *example;      /* (frames, infos) -> the example stack, see tracker.py */
+    PyObject *exampled;     /* set: CodeInfos whose operations already had an example */
+    PyObject *pending;      /* list: completed operations not yet taken */
     PyObject *watch;        /* watcher.watch or NULL */
     PyObject *ended;        /* watcher.ended or NULL */
     PyObject *tracks;       /* dict: tid -> capsule(Track) */
@@ -495,19 +499,31 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
             break;
         }
     PyObject *waits = wait_counts(t, call->wait_start);
-    PyObject *example = waits ? example_of(t, pos) : NULL;
-    PyObject *result = NULL;
-    if (example != NULL)
-        result = PyObject_CallFunction(
-            self->emit, "OOOdddOOOdO", call->info, call->cause ? str_context_lost : str_no_span,
+    if (waits == NULL)
+        return -1;
+    PyObject *example = Py_None;
+    Py_INCREF(example);
+    int exampled = PySet_Contains(self->exampled, call->info);
+    if (exampled == 0) {
+        PyObject *pair = example_of(t, pos);
+        Py_SETREF(example, pair ? PyObject_CallOneArg(self->example, pair) : NULL);
+        Py_XDECREF(pair);
+        if (example == NULL || PySet_Add(self->exampled, call->info) < 0)
+            exampled = -1;
+    }
+    PyObject *record = NULL;
+    if (exampled >= 0)
+        record = Py_BuildValue(
+            "(OOOdddOOOdO)", call->info, call->cause ? str_context_lost : str_no_span,
             call->lost_from ? call->lost_from : Py_None, duration, dark, self_s, caller, t->name,
             waits, last_seen, example);
-    Py_XDECREF(waits);
+    Py_DECREF(waits);
     Py_XDECREF(example);
-    if (result == NULL)
+    if (record == NULL)
         return -1;
-    Py_DECREF(result);
-    return 0;
+    int rc = PyList_Append(self->pending, record);
+    Py_DECREF(record);
+    return rc;
 }
 
 /* tracker._end_calls: calls at positions >= keep have returned since the last sample.
@@ -820,7 +836,8 @@ tracker_take_coverage(Tracker *self, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
-PyDoc_STRVAR(clear_doc, "clear()\n\nDrop every thread's state without emitting anything.");
+PyDoc_STRVAR(clear_doc, "clear()\n\nDrop every thread's state; operations already completed stay\n"
+"for take().");
 
 static PyObject *
 tracker_clear(Tracker *self, PyObject *Py_UNUSED(ignored))
@@ -828,6 +845,21 @@ tracker_clear(Tracker *self, PyObject *Py_UNUSED(ignored))
     PyDict_Clear(self->tracks);
     self->in_scope_s = self->spanned_s = 0.0;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(take_doc, "take()\n\nThe operations completed since the last take(), oldest first, as\n"
+"tuples (info, cause, lost_from, duration, dark, self_s, caller, thread, waits,\n"
+"end_time, example). Atomic under the GIL, so any thread may call it.");
+
+static PyObject *
+tracker_take(Tracker *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    PyObject *taken = self->pending;
+    self->pending = fresh;
+    return taken;
 }
 
 static PyObject *
@@ -859,12 +891,12 @@ tracker_get_threads(Tracker *self, void *Py_UNUSED(closure))
 static int
 tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"info_of", "thread_name", "lost_context", "emit", "threshold",
+    static char *kwlist[] = {"info_of", "thread_name", "lost_context", "example", "threshold",
                              "interval", "watcher", NULL};
-    PyObject *info_of, *thread_name, *lost_context, *emit, *watcher = Py_None;
+    PyObject *info_of, *thread_name, *lost_context, *example, *watcher = Py_None;
     double threshold, interval;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOdd|O", kwlist, &info_of, &thread_name,
-                                     &lost_context, &emit, &threshold, &interval, &watcher))
+                                     &lost_context, &example, &threshold, &interval, &watcher))
         return -1;
     if (!(threshold > 0.0) || !(interval > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "threshold and interval must be positive");
@@ -882,14 +914,18 @@ tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
     Py_INCREF(info_of);
     Py_INCREF(thread_name);
     Py_INCREF(lost_context);
-    Py_INCREF(emit);
+    Py_INCREF(example);
     Py_XSETREF(self->info_of, info_of);
     Py_XSETREF(self->thread_name, thread_name);
     Py_XSETREF(self->lost_context, lost_context);
-    Py_XSETREF(self->emit, emit);
+    Py_XSETREF(self->example, example);
     Py_XSETREF(self->watch, watch);
     Py_XSETREF(self->ended, ended);
     if (self->tracks == NULL && (self->tracks = PyDict_New()) == NULL)
+        return -1;
+    if (self->exampled == NULL && (self->exampled = PySet_New(NULL)) == NULL)
+        return -1;
+    if (self->pending == NULL && (self->pending = PyList_New(0)) == NULL)
         return -1;
     self->threshold = threshold;
     self->interval = interval;
@@ -903,7 +939,9 @@ tracker_traverse(Tracker *self, visitproc visit, void *arg)
     Py_VISIT(self->info_of);
     Py_VISIT(self->thread_name);
     Py_VISIT(self->lost_context);
-    Py_VISIT(self->emit);
+    Py_VISIT(self->example);
+    Py_VISIT(self->exampled);
+    Py_VISIT(self->pending);
     Py_VISIT(self->watch);
     Py_VISIT(self->ended);
     Py_VISIT(self->tracks);
@@ -916,7 +954,9 @@ tracker_gc_clear(Tracker *self)
     Py_CLEAR(self->info_of);
     Py_CLEAR(self->thread_name);
     Py_CLEAR(self->lost_context);
-    Py_CLEAR(self->emit);
+    Py_CLEAR(self->example);
+    Py_CLEAR(self->exampled);
+    Py_CLEAR(self->pending);
     Py_CLEAR(self->watch);
     Py_CLEAR(self->ended);
     Py_CLEAR(self->tracks);
@@ -936,6 +976,7 @@ static PyMethodDef tracker_methods[] = {
     {"observe", (PyCFunction)(void (*)(void))tracker_observe, METH_FASTCALL, observe_doc},
     {"take_coverage", (PyCFunction)tracker_take_coverage, METH_NOARGS, take_coverage_doc},
     {"clear", (PyCFunction)tracker_clear, METH_NOARGS, clear_doc},
+    {"take", (PyCFunction)tracker_take, METH_NOARGS, take_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,7 +13,7 @@ class ThreadTracker:
         info_of: Callable[[FrameType], Any],
         thread_name: Callable[[int], str],
         lost_context: Callable[[int], Mapping[str, str] | None],
-        emit: Callable[..., None],
+        example: Callable[[tuple[tuple[FrameType, ...], tuple[Any, ...]]], tuple[str, ...]],
         threshold: float,
         interval: float,
         watcher: object | None = None,
@@ -27,3 +27,4 @@ class ThreadTracker:
     ) -> None: ...
     def take_coverage(self) -> tuple[float, float]: ...
     def clear(self) -> None: ...
+    def take(self) -> list[tuple[Any, ...]]: ...

@@ -131,38 +131,41 @@ class Aggregate:
         # Coverage window: (perf_counter second, in-scope s, spanned s) per second.
         self._window: deque[tuple[int, float, float]] = deque()
 
-    def wants_example(self, site: str) -> bool:
-        """Whether an example stack for ``site`` is still missing (cheap, unlocked read)."""
-        found = self._sites.get((site, "no_span")) or self._sites.get((site, "context_lost"))
-        return found is None or found.example is None
-
-    def record(self, op: Operation) -> None:
-        """Add one operation (called on the sampler thread)."""
-        label, newly_dropped = self._bound.label(op.site)
-        key = (label, op.cause)
+    def record(self, ops: list[Operation]) -> None:
+        """Add a batch of operations (the tracker's flush, on any thread). The metric
+        series of a (site, cause) are updated once per batch, except the histogram."""
+        batch: dict[tuple[str, str], list[Operation]] = {}
+        newly_dropped = 0
         with self._lock:
-            agg = self._sites.get(key)
-            if agg is None:
-                file, line = (op.file, op.line) if label != OTHER_SITE else ("", 0)
-                agg = self._sites[key] = _SiteAggregate(file, line)
-            agg.add(op, self._rng)
-            self.operations += 1
-        children = self._children.get(key)
-        if children is None:  # labels() is a locked lookup: resolve each series once
-            m = self._metrics
-            children = self._children[key] = (
-                m.operations.labels(*key),
-                m.seconds.labels(*key),
-                m.self_seconds.labels(*key),
-                m.duration.labels(*key),
-            )
-        operations, seconds, self_seconds, duration = children
-        operations.inc()
-        seconds.inc(op.dark_s)
-        self_seconds.inc(op.self_s)
-        duration.observe(op.duration_s)
+            for op in ops:
+                label, dropped = self._bound.label(op.site)
+                newly_dropped += dropped
+                key = (label, op.cause)
+                agg = self._sites.get(key)
+                if agg is None:
+                    file, line = (op.file, op.line) if label != OTHER_SITE else ("", 0)
+                    agg = self._sites[key] = _SiteAggregate(file, line)
+                agg.add(op, self._rng)
+                batch.setdefault(key, []).append(op)
+            self.operations += len(ops)
+        for key, same in batch.items():
+            children = self._children.get(key)
+            if children is None:  # labels() is a locked lookup: resolve each series once
+                m = self._metrics
+                children = self._children[key] = (
+                    m.operations.labels(*key),
+                    m.seconds.labels(*key),
+                    m.self_seconds.labels(*key),
+                    m.duration.labels(*key),
+                )
+            operations, seconds, self_seconds, duration = children
+            operations.inc(len(same))
+            seconds.inc(sum(op.dark_s for op in same))
+            self_seconds.inc(sum(op.self_s for op in same))
+            for op in same:
+                duration.observe(op.duration_s)
         if newly_dropped:
-            self._metrics.sites_dropped.inc()
+            self._metrics.sites_dropped.inc(newly_dropped)
 
     def add_tick(self, now: float, in_scope_s: float, spanned_s: float, cpu_s: float) -> None:
         """Account one sampler tick: coverage seconds and the sampler's own CPU."""
@@ -194,6 +197,11 @@ class Aggregate:
         for counter, now_total, before in zip(counters, totals, pushed, strict=True):
             if now_total > before:
                 counter.inc(now_total - before)
+
+    def add_cpu(self, cpu_s: float) -> None:
+        """Sampler work done on another thread (a flush before a read)."""
+        with self._lock:
+            self.sampler_cpu_s += cpu_s
 
     def window_coverage(self) -> float:
         """Coverage over the sliding window, NaN when nothing in scope was sampled."""

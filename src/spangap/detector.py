@@ -125,7 +125,6 @@ class GapDetector:
             options.interval_s,
             emit=self._aggregate.record,
             thread_name=_thread_name,
-            wants_example=self._aggregate.wants_example,
             lost_context=self._handoff.lost_context,
             watcher=self._watcher,
             native=use_native_tracking(options.tracker),
@@ -155,6 +154,7 @@ class GapDetector:
         self._metrics.max_overhead.set(self.options.max_overhead)
         self._metrics.stride.set(1)
         self._running = True
+        self._metrics.before_collect.add(self._flush)
         self._handoff.install()
         self._sampler.start()
         atexit.register(self._at_exit)
@@ -207,6 +207,7 @@ class GapDetector:
 
     def snapshot(self) -> Snapshot:
         """Everything found so far, as a snapshot document."""
+        self._flush()
         return self._aggregate.snapshot(self.options.interval_ms)
 
     def write_snapshot(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -225,9 +226,21 @@ class GapDetector:
 
     def operation_counts(self) -> dict[tuple[str, str], int]:
         """Operation counts per (site, cause), as exported to Prometheus."""
+        self._flush()
         return self._aggregate.counts()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Hand the tracker's completed operations to the findings and the metrics
+        before someone reads them. The sampler does it once a second on its own thread;
+        done on any other thread, the CPU it takes is still counted as the sampler's."""
+        if threading.get_ident() == self._sampler.ident:
+            self._tracker.flush()
+            return
+        start = time.thread_time()
+        if self._tracker.flush():
+            self._aggregate.add_cpu(time.thread_time() - start)
 
     def _periodic(self, now: float) -> None:
         """Runs about once a second on the sampler thread."""

@@ -1,7 +1,10 @@
 """Prometheus exposition of the detector's findings and of its own cost.
 
 Plain prometheus-client metric objects are used (not a custom collector) so that
-prometheus-client's multiprocess mode aggregates them across pre-fork workers.
+prometheus-client's multiprocess mode aggregates them across pre-fork workers. Counted
+operations reach them in batches (see tracker.py): a hook collected before them flushes
+the batch in progress, so a scrape of this process is never behind. (In multiprocess
+mode the scrape runs elsewhere and the once-a-second flush bounds how far it lags.)
 The ``site`` label is bounded: the first ``max_sites`` distinct sites get their own
 value, later ones fold into ``__other__`` so that no workload can blow up a
 Prometheus server with series.
@@ -9,11 +12,16 @@ Prometheus server with series.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+
+log = logging.getLogger("spangap")
 
 OTHER_SITE = "__other__"
 
@@ -42,6 +50,37 @@ class MetricSet:
     overhead: Gauge
     max_overhead: Gauge
     over_budget: Gauge
+    before_collect: BeforeCollect
+
+
+class BeforeCollect:
+    """A collector with no metrics of its own, registered ahead of the metric objects:
+    when the registry is collected (a scrape), it first runs the callbacks (weakly held
+    bound methods: a stopped detector is not kept alive by its registry)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[weakref.WeakMethod[Callable[[], object]]] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: Callable[[], object]) -> None:
+        with self._lock:
+            self._callbacks = [ref for ref in self._callbacks if ref() is not None]
+            self._callbacks.append(weakref.WeakMethod(method))
+
+    def describe(self) -> list[Metric]:
+        return []  # no names of its own, so it never clashes with anyone's
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            callbacks = [ref() for ref in self._callbacks]
+        for callback in callbacks:
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:  # a scrape must not fail because of us
+                log.debug("spangap: flush before a scrape failed", exc_info=True)
+        return iter(())
 
 
 # Metrics outlive a detector (SPEC: after stop() "the metrics stay registered"), and a
@@ -66,7 +105,10 @@ def metric_set(registry: CollectorRegistry | None, prefix: str) -> MetricSet:
 
 def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     labels = ("site", "cause")
+    before_collect = BeforeCollect()
+    reg.register(before_collect)  # first: collected before the metrics below
     return MetricSet(
+        before_collect=before_collect,
         operations=Counter(
             f"{p}uninstrumented_operations",
             "Calls of application functions that ran at least the threshold with no active span.",

@@ -86,6 +86,7 @@ class Sampler:
             self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
             if self._watcher is not None:
                 self._watcher.stop()
+            self._flush_safely()
         finally:
             self._lock.release()
 
@@ -189,8 +190,16 @@ class Sampler:
 
     def _run_periodic(self, now: float) -> None:
         try:
-            with self._lock:
+            with self._lock:  # hold() keeps a fork from copying a lock we hold
+                self._flush_safely()
                 self._periodic(now)
+        except Exception:
+            self._on_error()
+
+    def _flush_safely(self) -> None:
+        """Pass the operations counted since the last flush on to the findings."""
+        try:
+            self._tracker.flush()
         except Exception:
             self._on_error()
 

@@ -19,19 +19,23 @@ sample, so its estimate stays under the threshold and it is never counted. (Gaps
 when CPU-bound threads hold the GIL: an in-process sampler waits its turn for it.)
 
 Nothing here takes locks or allocates per unchanged frame: this runs on every tick.
-The thread path also exists in C (``_tracking.c``, chosen with the ``tracker`` option):
-it follows these same rules and calls back into :meth:`CallTracker._emit_native` for
-each operation. This module stays the readable reference, and asyncio task stacks are
-followed here in both cases.
+Completed operations are not handed on one by one: they wait in a buffer until
+:meth:`CallTracker.flush` passes them on in one batch (about once a second, and before
+anything reads the findings), which keeps each one's cost on the hot path to a few
+microseconds. The thread path also exists in C (``_tracking.c``, chosen with the
+``tracker`` option): it follows these same rules and buffers the figures of each
+operation, which :meth:`CallTracker._from_native` turns into the same
+:class:`Operation`. This module stays the readable reference, and asyncio task stacks
+are followed here in both cases.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .callee import CalleeNames
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
@@ -47,6 +51,7 @@ CONTEXT_LOST = "context_lost"
 
 _WAIT_LOG_LIMIT = 4096
 _EXAMPLE_DEPTH = 40
+_WAIT_NAMES_LIMIT = 4096
 
 
 def native_tracking_available() -> bool:
@@ -72,9 +77,11 @@ def use_native_tracking(mode: str) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One uninstrumented operation: a completed dark call of an in-scope function."""
+class Operation(NamedTuple):
+    """One uninstrumented operation: a completed dark call of an in-scope function.
+
+    ``example_stack`` is filled for the first operation of each code object only (the
+    findings keep one example per site)."""
 
     site: str
     file: str
@@ -179,9 +186,8 @@ class CallTracker:
         scope: Scope,
         threshold_s: float,
         interval_s: float,
-        emit: Callable[[Operation], None],
+        emit: Callable[[list[Operation]], None],
         thread_name: Callable[[int], str],
-        wants_example: Callable[[str], bool] = lambda site: False,
         lost_context: Callable[[int], Mapping[str, str] | None] = lambda tid: None,
         watcher: LivenessWatcher | None = None,
         native: bool = False,
@@ -191,8 +197,11 @@ class CallTracker:
         self._interval = interval_s
         self._half_cap = threshold_s / 4.0
         self._emit = emit
+        self._pending: deque[Operation] = deque()  # completed, not yet flushed
+        self._flush_lock = threading.Lock()
+        self._exampled: set[CodeInfo] = set()  # code whose operations had an example
+        self._wait_names: dict[tuple[int, int], tuple[object, str | None]] = {}
         self._thread_name = thread_name
-        self._wants_example = wants_example
         self._lost_context = lost_context
         self._watcher = watcher
         self._callees = CalleeNames()
@@ -209,7 +218,7 @@ class CallTracker:
                 scope.info_of,
                 thread_name,
                 lost_context,
-                self._emit_native,
+                _example_of_pair,
                 threshold_s,
                 interval_s,
                 watcher,
@@ -221,6 +230,18 @@ class CallTracker:
         return self._native is not None
 
     # -- public ---------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Pass the operations completed since the last flush to ``emit``, in the order
+        they completed; returns how many. Any thread may call it."""
+        with self._flush_lock:
+            pending = self._pending
+            ops = [pending.popleft() for _ in range(len(pending))]
+            if self._native is not None:
+                ops.extend(self._from_native(*record) for record in self._native.take())
+            if ops:
+                self._emit(ops)
+            return len(ops)
 
     def observe(
         self,
@@ -557,52 +578,29 @@ class CallTracker:
         self_s = max(0.0, dark - call.child_s)
         if parent is not None:
             parent.child_s += dark
-        self._emit_operation(
-            call.info,
-            call.cause,
-            call.lost_from,
-            (duration, dark, self_s),
-            _nearest_in_scope(track.infos, pos),
-            track.name,
-            _most_common(track, call.wait_start),
-            last_seen,
-            lambda: _example(track.stack[: pos + 1], track.infos[: pos + 1]),
-        )
-
-    def _emit_operation(
-        self,
-        info: CodeInfo,
-        cause: str,
-        lost_from: Mapping[str, str] | None,
-        seconds: tuple[float, float, float],
-        caller: str | None,
-        thread: str,
-        waited_in: str | None,
-        end_time: float,
-        example: Callable[[], tuple[str, ...]],
-    ) -> None:
-        """Emit one operation; ``seconds`` is (duration, dark, self), and the example
-        stack is built only when the site still lacks one."""
-        duration, dark, self_s = seconds
-        self._emit(
+        example = None
+        if call.info not in self._exampled:
+            self._exampled.add(call.info)
+            example = _example(track.stack[: pos + 1], track.infos[: pos + 1])
+        self._pending.append(
             Operation(
-                site=info.site,
-                file=info.file,
-                line=info.line,
-                cause=cause,
-                duration_s=duration,
-                dark_s=dark,
-                self_s=self_s,
-                caller=caller,
-                thread=thread,
-                waited_in=waited_in,
-                end_time=end_time,
-                example_stack=example() if self._wants_example(info.site) else None,
-                lost_from=lost_from,
+                call.info.site,
+                call.info.file,
+                call.info.line,
+                call.cause,
+                duration,
+                dark,
+                self_s,
+                _nearest_in_scope(track.infos, pos),
+                track.name,
+                _most_common(track, call.wait_start),
+                last_seen,
+                example,
+                call.lost_from,
             )
         )
 
-    def _emit_native(
+    def _from_native(
         self,
         info: CodeInfo,
         cause: str,
@@ -614,26 +612,47 @@ class CallTracker:
         thread: str,
         waits: list[tuple[CodeInfo | CodeType, int, int]],
         end_time: float,
-        example: tuple[tuple[FrameType, ...], tuple[CodeInfo, ...]],
-    ) -> None:
-        """One operation the C thread path completed, with the figures it worked out as
-        :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
-        counts: Counter[str | None] = Counter()
-        for where, lasti, count in waits:
-            name = self._wait_of(where, lasti)
-            if name is not None:
-                counts[name] += count
-        self._emit_operation(
-            info,
+        example: tuple[str, ...] | None,
+    ) -> Operation:
+        """The operation for one record of the C thread path, whose figures were worked
+        out as :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
+        if len(waits) == 1:  # the usual case: one place for the whole call
+            waited_in = self._cached_wait_of(*waits[0][:2])
+        else:
+            counts: Counter[str | None] = Counter()
+            for where, lasti, count in waits:
+                name = self._cached_wait_of(where, lasti)
+                if name is not None:
+                    counts[name] += count
+            waited_in = _top_name(counts)
+        return Operation(
+            info.site,
+            info.file,
+            info.line,
             cause,
-            lost_from,
-            (duration, dark, self_s),
+            duration,
+            dark,
+            self_s,
             None if caller is None else caller.site,
             thread,
-            _top_name(counts),
+            waited_in,
             end_time,
-            lambda: _example(*example),
+            example,
+            lost_from,
         )
+
+    def _cached_wait_of(self, where: CodeInfo | CodeType, lasti: int) -> str | None:
+        """:meth:`_wait_of`, remembered per place (the entry holds ``where``, so its id
+        is not reused while cached)."""
+        key = (id(where), lasti)
+        found = self._wait_names.get(key)
+        if found is not None and found[0] is where:
+            return found[1]
+        if len(self._wait_names) >= _WAIT_NAMES_LIMIT:
+            self._wait_names.clear()
+        name = self._wait_of(where, lasti)
+        self._wait_names[key] = (where, name)
+        return name
 
 
 def _nearest_call(calls: list[_Call | None], pos: int) -> _Call | None:
@@ -663,9 +682,14 @@ def _top_name(counts: Counter[str | None]) -> str | None:
     return max(counts, key=counts.__getitem__) if counts else None
 
 
+def _example_of_pair(pair: tuple[tuple[FrameType, ...], tuple[CodeInfo, ...]]) -> tuple[str, ...]:
+    """:func:`_example` for the C path, which passes (frames, infos)."""
+    return _example(*pair)
+
+
 def _example(stack: Sequence[FrameType], infos: Sequence[CodeInfo]) -> tuple[str, ...]:
     """Root-to-leaf code locations of a call, the call last (names and lines, never
-    values). Built when an operation is counted and its site has no example yet: the
+    values). Built when an operation is counted and its code has no example yet: the
     stack is still intact while ended calls are completed."""
     pairs = zip(stack[-_EXAMPLE_DEPTH:], infos[-_EXAMPLE_DEPTH:], strict=True)
     return tuple(f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs)
