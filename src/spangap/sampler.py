@@ -156,7 +156,7 @@ class Sampler:
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
             tasks, done = self._tasks.sample(frames, now, stride) if self._tasks else ([], {})
             visit = self._rotation(frames, stride)
-            spanned = self._reader.spanned_threads(visit.keys())
+            spanned = self._reader.spanned_threads(visit)
             self._tracker.observe(visit, spanned, now, alive=frames)
             self._tracker.observe_tasks(tasks, done, now)
             del frames, visit, tasks

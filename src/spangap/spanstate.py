@@ -21,7 +21,7 @@ Two readers:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -57,6 +57,12 @@ def span_is_active(otel_ctx: object) -> bool:
     return bool(span.get_span_context().is_valid)
 
 
+def span_is_valid(span: object) -> bool:
+    """True for a span with a valid span context (the test :func:`span_is_active` applies
+    to the span a Context holds)."""
+    return isinstance(span, Span) and bool(span.get_span_context().is_valid)
+
+
 def active_span_of(otel_ctx: object) -> Span | None:
     """The active span held by an OpenTelemetry ``Context``, or None."""
     if not isinstance(otel_ctx, dict):
@@ -84,33 +90,20 @@ class NativeReader:
         var = runtime_context_var()
         if var is None:
             raise RuntimeError("OpenTelemetry's runtime context is not the contextvars one")
-        self._thread_values: Callable[[Any], dict[int, object]] = _native.thread_values
+        self._spanned = _native.spanned_threads
         self._var = var
-        # Per thread: the last OpenTelemetry Context object seen and the answer for it.
-        # Contexts are immutable, so the same object always gives the same answer; the
-        # reference we hold keeps its id from being reused.
+        # Per thread: the last span seen in its Context and the answer for it. A span's
+        # span context never changes, so the same object always gives the same answer;
+        # the reference we hold keeps its id from being reused.
         self._last: dict[int, tuple[object, bool]] = {}
 
     def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
-        values = self._thread_values(self._var)
+        ids = thread_ids if isinstance(thread_ids, dict) else dict.fromkeys(thread_ids)
         last = self._last
-        spanned: set[int] = set()
-        for tid in thread_ids:
-            ctx = values.get(tid)
-            if ctx is None:
-                continue
-            cached = last.get(tid)
-            if cached is not None and cached[0] is ctx:
-                active = cached[1]
-            else:
-                active = span_is_active(ctx)
-                last[tid] = (ctx, active)
-            if active:
-                spanned.add(tid)
-        if len(last) > 4 * max(len(values), 16):
-            for tid in [t for t in last if t not in values]:
+        if len(last) > 4 * max(len(ids), 16):  # ended threads: their ids may be reused
+            for tid in [t for t in last if t not in ids]:
                 del last[tid]
-        return spanned
+        return self._spanned(self._var, ids, _SPAN_KEY, last, span_is_valid)
 
     def reset(self) -> None:
         """Forget per-thread answers (a forked child has new threads)."""
