@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -610,6 +611,14 @@ def overhead(item: Workload, off: float, on: float) -> float:
     return off / on - 1.0 if item.higher_is_better else on / off - 1.0
 
 
+def paired_overhead(item: Workload, off: Cell, cell: Cell) -> float:
+    """The median over rounds of each round's overhead, the tool's run against the "off"
+    run next to it in the same round: a slow patch of the machine hits both runs of a
+    pair, so this moves less than the ratio of the two medians."""
+    pairs = list(zip(off.values, cell.values, strict=False))  # a peer's first rounds
+    return median([overhead(item, o, v) for o, v in pairs]) if pairs else math.nan
+
+
 def own_cpu_cell(tool: Tool, cell: Cell) -> str:
     if tool.name == "off":
         return "-"
@@ -618,15 +627,21 @@ def own_cpu_cell(tool: Tool, cell: Cell) -> str:
     return pct(median(cell.own_cpu), digits=2)
 
 
-def tool_cells(item: Workload, tool: Tool, cell: Cell, off: float) -> list[str] | None:
-    """Median, runs, ratio to off and overhead of one tool on one workload; None when
-    the tool did not run (not installed, or it failed)."""
+def tool_cells(item: Workload, tool: Tool, cell: Cell, off: Cell) -> list[str] | None:
+    """Median, runs, ratio to off, overhead and paired overhead of one tool on one
+    workload; None when the tool did not run (not installed, or it failed)."""
     if tool.missing or cell.error:
         return None
-    value = median(cell.values)
-    ratio = "-" if tool.name == "off" else f"{value / off:.3f}"
-    extra = "-" if tool.name == "off" else pct(overhead(item, off, value), signed=True)
-    return [item.cell(value), str(len(cell.values)), ratio, extra]
+    value, off_value = median(cell.values), median(off.values)
+    if tool.name == "off":
+        return [item.cell(value), str(len(cell.values)), "-", "-", "-"]
+    return [
+        item.cell(value),
+        str(len(cell.values)),
+        f"{value / off_value:.3f}",
+        pct(overhead(item, off_value, value), signed=True),
+        pct(paired_overhead(item, off, cell), signed=True),
+    ]
 
 
 def why_missing(tool: Tool, cell: Cell) -> str:
@@ -640,16 +655,17 @@ def comparison_table(
     """Part (b): per workload, one row per tool with its median, ratio and overhead."""
     rows = []
     for item in (i for i in items if not i.http):
-        off = median(cells[(item.kind, "off")].values)
+        off = cells[(item.kind, "off")]
         for i, tool in enumerate(kit):
             cell = cells[(item.kind, tool.name)]
             first = item.name if i == 0 else ""
             shown = tool_cells(item, tool, cell, off)
             if shown is None:
-                rows.append([first, tool.label, why_missing(tool, cell), "0", "n/a", "n/a", "n/a"])
+                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 4])
             else:
                 rows.append([first, tool.label, *shown, own_cpu_cell(tool, cell)])
-    headers = ["workload (b)", "tool", "median", "runs", "vs off", "overhead", "own CPU (1 core)"]
+    headers = ["workload (b)", "tool", "median", "runs", "vs off", "overhead", "paired"]
+    headers.append("own CPU (1 core)")
     return format_table(headers, rows)
 
 
@@ -658,17 +674,17 @@ def http_table(items: list[Workload], kit: list[Tool], cells: dict[tuple[str, st
     median over rounds of each run's latency percentiles, as the load generator saw them."""
     rows = []
     for item in (i for i in items if i.http):
-        off = median(cells[(item.kind, "off")].values)
+        off = cells[(item.kind, "off")]
         for i, tool in enumerate(kit):
             cell = cells[(item.kind, tool.name)]
             first = item.name if i == 0 else ""
             shown = tool_cells(item, tool, cell, off)
             if shown is None:
-                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 5])
+                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 6])
                 continue
             latency = [ms(median(cell.p50)), ms(median(cell.p99))]
             rows.append([first, tool.label, *shown, *latency, own_cpu_cell(tool, cell)])
-    headers = ["HTTP workload (b)", "tool", "throughput", "runs", "vs off", "overhead"]
+    headers = ["HTTP workload (b)", "tool", "throughput", "runs", "vs off", "overhead", "paired"]
     return format_table([*headers, "p50", "p99", "own CPU (1 core)"], rows)
 
 
@@ -703,6 +719,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="small self-test: 2 rounds, short workloads, HTTP peers in 1 round",
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated workload kinds to run in part (b) (default: all of "
+        "cpu_single, threads_mixed, http_threaded, http_asyncio)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON measurement
     args = parser.parse_args(argv)
     if args.one:
@@ -715,6 +736,12 @@ def main(argv: list[str] | None = None) -> None:
     print("[a] sampler CPU", file=sys.stderr, flush=True)
     sampler = run_child(__file__, {"kind": "sampler_cpu", "seconds": 2.0 if args.quick else 10.0})
     items = workloads(args.quick, http_peer_rounds)
+    if args.only:
+        kinds = set(args.only.split(","))
+        unknown = kinds - {item.kind for item in items}
+        if unknown:
+            parser.error(f"--only: unknown workload kind(s) {', '.join(sorted(unknown))}")
+        items = [item for item in items if item.kind in kinds]
     kit = tools()
     cells = compare(items, kit, rounds, peer_rounds)
     print(

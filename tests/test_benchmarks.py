@@ -21,6 +21,7 @@ import detection  # noqa: E402
 import http_app  # noqa: E402
 import http_load  # noqa: E402
 import http_server  # noqa: E402
+import overhead  # noqa: E402
 
 SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
 SPANNED = f"{detection.MODULE}:spanned_cm"
@@ -155,3 +156,14 @@ def test_asyncio_server_answers_exactly_what_the_generator_counts() -> None:
     assert result["errors"] == 0
     assert 0 < result["requests"] <= result["total"]
     assert server.served == asked + result["total"]
+
+
+def test_paired_overhead_compares_each_round_with_its_own_off_run() -> None:
+    """Throughput drifting down over the rounds: each round's pair shows 2%, whatever
+    the drift, while the medians of the two columns would not pair them."""
+    item = next(w for w in overhead.workloads(True, 1) if w.kind == "http_threaded")
+    off = overhead.Cell([1000.0, 900.0, 800.0], [])
+    on = overhead.Cell([v / 1.02 for v in off.values], [])
+    assert overhead.paired_overhead(item, off, on) == pytest.approx(0.02)
+    peer = overhead.Cell([off.values[0] / 1.5], [])  # ran in the first round only
+    assert overhead.paired_overhead(item, off, peer) == pytest.approx(0.5)
