@@ -82,6 +82,30 @@ def test_a_child_run_does_the_workload_it_describes() -> None:
     assert not any(detection.is_never_countable(s) and n for s, n in child["counted"].items())
 
 
+def test_tick_cost_times_every_part_of_real_ticks() -> None:
+    """tick_cost.py's child: its timers are really around the sampler's parts (each part
+    took time on every run), and it counted the dark calls whose flush it times."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "tick_cost.py"),
+            "--one",
+            json.dumps({"threads": 2, "seconds": 1.0}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    parts = child["parts_ns"]
+    assert set(parts) == {"tick", "current_frames", "span_reader", "tracker", "add_tick", "flush"}
+    assert all(ns > 0 for ns in parts.values())
+    inside = sum(ns for part, ns in parts.items() if part not in ("tick", "flush"))
+    assert inside < parts["tick"]  # the parts are nested in the tick they time
+    assert child["samples"] > 0 and child["operations"] > 0
+
+
 # --- HTTP workloads of overhead.py ---------------------------------------------------------
 
 
