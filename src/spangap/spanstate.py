@@ -49,17 +49,11 @@ class SpanStateReader(Protocol):
 
 def span_is_active(otel_ctx: object) -> bool:
     """True when an OpenTelemetry ``Context`` holds a span with a valid span context."""
-    if not isinstance(otel_ctx, dict):
-        return False
-    span = otel_ctx.get(_SPAN_KEY)
-    if not isinstance(span, Span):
-        return False
-    return bool(span.get_span_context().is_valid)
+    return isinstance(otel_ctx, dict) and span_is_valid(otel_ctx.get(_SPAN_KEY))
 
 
 def span_is_valid(span: object) -> bool:
-    """True for a span with a valid span context (the test :func:`span_is_active` applies
-    to the span a Context holds)."""
+    """True for a span with a valid span context."""
     return isinstance(span, Span) and bool(span.get_span_context().is_valid)
 
 
