@@ -649,42 +649,41 @@ def why_missing(tool: Tool, cell: Cell) -> str:
     return tool.missing or f"n/a ({cell.error})"
 
 
+def tool_rows(
+    items: list[Workload], kit: list[Tool], cells: dict[tuple[str, str], Cell], http: bool
+) -> list[list[str]]:
+    """Part (b): per workload, one row per tool with its median, ratio and overheads;
+    the HTTP workloads add the median over rounds of each run's latency percentiles, as
+    the load generator saw them."""
+    rows = []
+    for item in (i for i in items if i.http == http):
+        off = cells[(item.kind, "off")]
+        for i, tool in enumerate(kit):
+            cell = cells[(item.kind, tool.name)]
+            first = item.name if i == 0 else ""
+            shown = tool_cells(item, tool, cell, off)
+            if shown is None:
+                blanks = ["n/a"] * (6 if http else 4)
+                rows.append([first, tool.label, why_missing(tool, cell), "0", *blanks])
+                continue
+            latency = [ms(median(cell.p50)), ms(median(cell.p99))] if http else []
+            rows.append([first, tool.label, *shown, *latency, own_cpu_cell(tool, cell)])
+    return rows
+
+
 def comparison_table(
     items: list[Workload], kit: list[Tool], cells: dict[tuple[str, str], Cell]
 ) -> str:
-    """Part (b): per workload, one row per tool with its median, ratio and overhead."""
-    rows = []
-    for item in (i for i in items if not i.http):
-        off = cells[(item.kind, "off")]
-        for i, tool in enumerate(kit):
-            cell = cells[(item.kind, tool.name)]
-            first = item.name if i == 0 else ""
-            shown = tool_cells(item, tool, cell, off)
-            if shown is None:
-                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 4])
-            else:
-                rows.append([first, tool.label, *shown, own_cpu_cell(tool, cell)])
+    """Part (b), the CPU-bound workloads."""
     headers = ["workload (b)", "tool", "median", "runs", "vs off", "overhead", "paired"]
-    headers.append("own CPU (1 core)")
-    return format_table(headers, rows)
+    return format_table([*headers, "own CPU (1 core)"], tool_rows(items, kit, cells, False))
 
 
 def http_table(items: list[Workload], kit: list[Tool], cells: dict[tuple[str, str], Cell]) -> str:
-    """Part (b), HTTP services: throughput compared like the other workloads, and the
-    median over rounds of each run's latency percentiles, as the load generator saw them."""
-    rows = []
-    for item in (i for i in items if i.http):
-        off = cells[(item.kind, "off")]
-        for i, tool in enumerate(kit):
-            cell = cells[(item.kind, tool.name)]
-            first = item.name if i == 0 else ""
-            shown = tool_cells(item, tool, cell, off)
-            if shown is None:
-                rows.append([first, tool.label, why_missing(tool, cell), "0", *["n/a"] * 6])
-                continue
-            latency = [ms(median(cell.p50)), ms(median(cell.p99))]
-            rows.append([first, tool.label, *shown, *latency, own_cpu_cell(tool, cell)])
+    """Part (b), the HTTP services: throughput compared like the other workloads, and
+    latency."""
     headers = ["HTTP workload (b)", "tool", "throughput", "runs", "vs off", "overhead", "paired"]
+    rows = tool_rows(items, kit, cells, True)
     return format_table([*headers, "p50", "p99", "own CPU (1 core)"], rows)
 
 

@@ -10,16 +10,19 @@ import pytest
 from spangap import _native
 from spangap.spanstate import HookReader, NativeReader
 
-VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR")
+VAR: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("VAR")
 
 
-def test_thread_values_sees_each_threads_executing_context() -> None:
-    VAR.set("main")
-    ready, release = threading.Barrier(3), threading.Event()
+def test_spanned_threads_judges_each_thread_in_its_executing_context() -> None:
+    """Each thread is judged by the item in the context it is executing: its own, or one
+    entered with Context.run. Only the threads asked about are answered, and the
+    answer for an unchanged item comes from the cache."""
+    VAR.set({"span": "main"})
+    ready, release = threading.Barrier(4), threading.Event()
     ids: dict[str, int] = {}
 
     def plain() -> None:
-        VAR.set("plain")
+        VAR.set({"span": "plain"})
         ids["plain"] = threading.get_ident()
         ready.wait()
         release.wait()
@@ -29,31 +32,48 @@ def test_thread_values_sees_each_threads_executing_context() -> None:
         ready.wait()
         release.wait()
 
+    def without() -> None:
+        VAR.set({})  # a context with no item
+        ids["without"] = threading.get_ident()
+        ready.wait()
+        release.wait()
+
     carried = contextvars.copy_context()
-    carried.run(VAR.set, "carried")
+    carried.run(VAR.set, {"span": "carried"})
     threads = [
         threading.Thread(target=plain),
         threading.Thread(target=carried.run, args=(entered,)),
+        threading.Thread(target=without),
     ]
     for t in threads:
         t.start()
     ready.wait()
+    asked: list[str] = []
+
+    def is_active(item: object) -> bool:
+        asked.append(str(item))
+        return item in ("carried", "main")
+
+    cache: dict[int, tuple[object, bool]] = {}
     try:
-        values = _native.thread_values(VAR)
-        contexts = _native.thread_contexts()
+        wanted = dict.fromkeys([threading.get_ident(), *ids.values()])
+        first = _native.spanned_threads(VAR, wanted, "span", cache, is_active)  # type: ignore[arg-type]
+        again = _native.spanned_threads(VAR, wanted, "span", cache, is_active)  # type: ignore[arg-type]
+        only_plain = _native.spanned_threads(VAR, {ids["plain"]: None}, "span", cache, is_active)  # type: ignore[arg-type]
     finally:
         release.set()
         for t in threads:
             t.join()
-    assert values[threading.get_ident()] == "main"
-    assert values[ids["plain"]] == "plain"
-    assert values[ids["entered"]] == "carried"
-    assert contexts[ids["entered"]] is carried
+    assert first == {threading.get_ident(), ids["entered"]}
+    assert again == first and only_plain == set()
+    assert sorted(asked) == ["carried", "main", "plain"]  # once each, then cached
 
 
-def test_thread_values_rejects_non_context_vars() -> None:
+def test_spanned_threads_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError):
-        _native.thread_values("not a var")  # type: ignore[arg-type]
+        _native.spanned_threads("not a var", {}, "span", {}, bool)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _native.spanned_threads(VAR, {}, 1, {}, bool)  # type: ignore[arg-type]
 
 
 def test_readers_agree_on_attach_in_the_thread_itself() -> None:

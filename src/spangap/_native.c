@@ -9,82 +9,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-PyDoc_STRVAR(thread_contexts_doc,
-"thread_contexts() -> dict[int, contextvars.Context]\n\n"
-"Map each thread id of this interpreter to the contextvars.Context it is executing.\n"
-"Threads that never touched a context variable are absent.");
-
-static PyObject *
-thread_contexts(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    PyObject *result = PyDict_New();
-    if (result == NULL) {
-        return NULL;
-    }
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-         ts = PyThreadState_Next(ts)) {
-        PyObject *ctx = ts->context;
-        if (ctx == NULL) {
-            continue;
-        }
-        PyObject *key = PyLong_FromUnsignedLong(ts->thread_id);
-        if (key == NULL || PyDict_SetItem(result, key, ctx) < 0) {
-            Py_XDECREF(key);
-            Py_DECREF(result);
-            return NULL;
-        }
-        Py_DECREF(key);
-    }
-    return result;
-}
-
-PyDoc_STRVAR(thread_values_doc,
-"thread_values(var) -> dict[int, object]\n\n"
-"Map each thread id to the value of the ContextVar `var` in the context that thread\n"
-"is executing. Threads whose context has no value for `var` are absent.");
-
-static PyObject *
-thread_values(PyObject *self, PyObject *var)
-{
-    if (!PyContextVar_CheckExact(var)) {
-        PyErr_SetString(PyExc_TypeError, "thread_values() expects a contextvars.ContextVar");
-        return NULL;
-    }
-    PyObject *result = PyDict_New();
-    if (result == NULL) {
-        return NULL;
-    }
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-         ts = PyThreadState_Next(ts)) {
-        PyObject *ctx = ts->context;
-        if (ctx == NULL) {
-            continue;
-        }
-        /* A Context is a mapping of ContextVar -> value; the lookup does not run any
-         * Python code (ContextVar hashes by identity), so it cannot re-enter us. */
-        PyObject *value = PyObject_GetItem(ctx, var);
-        if (value == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_KeyError)) {
-                PyErr_Clear();
-                continue;
-            }
-            Py_DECREF(result);
-            return NULL;
-        }
-        PyObject *key = PyLong_FromUnsignedLong(ts->thread_id);
-        int rc = key == NULL ? -1 : PyDict_SetItem(result, key, value);
-        Py_XDECREF(key);
-        Py_DECREF(value);
-        if (rc < 0) {
-            Py_DECREF(result);
-            return NULL;
-        }
-    }
-    return result;
-}
-
 PyDoc_STRVAR(spanned_threads_doc,
 "spanned_threads(var, thread_ids, key, cache, is_active) -> set[int]\n\n"
 "The ids among `thread_ids` (a dict keyed by thread id) whose executing context holds,\n"
@@ -97,9 +21,9 @@ static PyObject *
 spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 5 || !PyContextVar_CheckExact(args[0]) || !PyDict_Check(args[1])
-        || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "spanned_threads(var, thread_ids: dict, key, cache: dict, is_active)");
+        || !PyUnicode_CheckExact(args[2]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "spanned_threads(var: ContextVar, thread_ids: dict, "
+                                         "key: str, cache: dict, is_active)");
         return NULL;
     }
     PyObject *var = args[0], *thread_ids = args[1], *item_key = args[2], *cache = args[3];
@@ -135,9 +59,7 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         /* The item, from the dict itself: a dict subclass's own __getitem__ is not run.
          * The key is a str, so the lookup runs no Python code either. */
-        PyObject *item = PyDict_Check(value) && PyUnicode_CheckExact(item_key)
-                             ? PyDict_GetItemWithError(value, item_key)
-                             : NULL;
+        PyObject *item = PyDict_Check(value) ? PyDict_GetItemWithError(value, item_key) : NULL;
         Py_XINCREF(item);
         Py_DECREF(value);
         if (item == NULL) { /* no span in this context: not spanned */
@@ -197,15 +119,13 @@ error:
 static PyMethodDef native_methods[] = {
     {"spanned_threads", (PyCFunction)(void (*)(void))spanned_threads, METH_FASTCALL,
      spanned_threads_doc},
-    {"thread_contexts", thread_contexts, METH_NOARGS, thread_contexts_doc},
-    {"thread_values", thread_values, METH_O, thread_values_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
     "spangap._native",
-    "Reads each thread's executing contextvars context (see thread_contexts).",
+    "Reads each thread's executing contextvars context (see spanned_threads).",
     -1,
     native_methods,
 };

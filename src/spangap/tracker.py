@@ -616,15 +616,11 @@ class CallTracker:
     ) -> Operation:
         """The operation for one record of the C thread path, whose figures were worked
         out as :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
-        if len(waits) == 1:  # the usual case: one place for the whole call
-            waited_in = self._cached_wait_of(*waits[0][:2])
-        else:
-            counts: Counter[str | None] = Counter()
-            for where, lasti, count in waits:
-                name = self._cached_wait_of(where, lasti)
-                if name is not None:
-                    counts[name] += count
-            waited_in = _top_name(counts)
+        counts: Counter[str | None] = Counter()
+        for where, lasti, count in waits:
+            name = self._cached_wait_of(where, lasti)
+            if name is not None:
+                counts[name] += count
         return Operation(
             info.site,
             info.file,
@@ -635,7 +631,7 @@ class CallTracker:
             self_s,
             None if caller is None else caller.site,
             thread,
-            waited_in,
+            _top_name(counts),
             end_time,
             example,
             lost_from,
