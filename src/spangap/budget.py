@@ -4,11 +4,15 @@ The sampler's cost per second is roughly (fixed cost of a tick + cost per examin
 thread x threads examined) x ticks per second. Detection depends on how often each
 thread is examined. The budget has two knobs, turned in this order:
 
-1. the interval between ticks, from ``interval_ms`` up to 4x the threshold. Up to 3/4 of
+1. the interval between ticks, from ``interval_ms`` up to 10x the threshold. Up to 3/4 of
    the threshold detection is not reduced: a call of twice the threshold is still seen
    by a sample and followed to its end by the liveness watcher. Past that, only longer
    operations are still found reliably. Widening the interval cuts both parts of the
-   cost, so it comes first;
+   cost, so it comes first; it is also the only knob for the part no stride reaches:
+   each tick has to take the GIL, and beside a busy event loop that releases and
+   retakes the GIL for every socket call, getting it costs the sampler several hundred
+   microseconds of futex wake-ups a tick (measured: 300-500 us, more than the tick's
+   own work). A floor of 4x the threshold could not hold 1% there;
 2. the stride, once the interval is at its widest: each tick examines one thread (and
    task) in ``stride``, up to 8, in a rotation, so every thread is examined every
    ``stride`` ticks and none is starved. It only cuts the per-thread part, which
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("spangap")
 
-FLOOR_OF_THRESHOLD = 4.0  # widest interval at all, as a multiple of the threshold
+FLOOR_OF_THRESHOLD = 10.0  # widest interval at all, as a multiple of the threshold
 MAX_STRIDE = 8
 _AIM = 0.9  # aim under the budget so that the held share lands inside it
 _DEADBAND = 0.1
