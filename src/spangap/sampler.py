@@ -30,6 +30,9 @@ log = logging.getLogger("spangap")
 _MAX_CONSECUTIVE_ERRORS = 50
 _PERIODIC_S = 1.0
 _BUDGET_WINDOW_S = 0.5
+# The first window is short: the sampler starts at full rate, and on a busy host that
+# can cost several times the budget until the first update cuts it.
+_FIRST_BUDGET_WINDOW_S = 0.1
 
 
 class Sampler:
@@ -104,6 +107,7 @@ class Sampler:
         cpu = time.thread_time()
         next_periodic = time.perf_counter() + _PERIODIC_S
         last_tick = deadline = window_start = time.perf_counter()
+        window = _FIRST_BUDGET_WINDOW_S
         while not self._stopping.is_set():
             interval = self._setting.interval_s
             # Fixed-rate deadlines: time spent waiting for the GIL (a CPU-bound thread
@@ -124,9 +128,9 @@ class Sampler:
                 self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
                 last_tick = now
                 cpu = self._tick_safely(exclude=self.ident, cpu_start=cpu)
-            if now - window_start >= _BUDGET_WINDOW_S:
+            if now - window_start >= window:
                 self._apply_budget(now - window_start)
-                window_start = now
+                window_start, window = now, _BUDGET_WINDOW_S
             if now >= next_periodic:
                 next_periodic = now + _PERIODIC_S
                 self._run_periodic(now)
