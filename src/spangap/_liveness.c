@@ -100,11 +100,16 @@ is_running(PyObject *frame)
     return data != (void *)f->_f_frame_data;
 }
 
-/* One round: note which watched calls are still running. Holds only our own lock. */
+/* One round: note which watched calls are still running. Holds only our own lock.
+ * A call found running was running when the round began (it was watched before), so
+ * the clock read first is a time it was alive at. A call found returned may have
+ * returned after that read, so its end is stamped with a clock read after the checks:
+ * ended_at is never before the return. */
 static void
 watch_round(Watcher *w)
 {
     double now = monotonic_now();
+    int any_ended = 0;
     for (Py_ssize_t i = 0; i < w->used; i++) {
         Slot *s = &w->slots[i];
         if (s->frame == NULL || s->ended_at != 0.0) {
@@ -114,7 +119,16 @@ watch_round(Watcher *w)
             s->last_alive = now;
         }
         else {
-            s->ended_at = now;
+            s->ended_at = -1.0; /* stamped below */
+            any_ended = 1;
+        }
+    }
+    if (any_ended) {
+        double after = monotonic_now();
+        for (Py_ssize_t i = 0; i < w->used; i++) {
+            if (w->slots[i].frame != NULL && w->slots[i].ended_at < 0.0) {
+                w->slots[i].ended_at = after;
+            }
         }
     }
 }
