@@ -1,15 +1,25 @@
 """Where a sampler tick's CPU goes: the parts of a tick, and the cost of one operation.
 
-Runs the ground-truth mix of ``tests/gt_workloads.py`` (dark sleeps, socket round trips,
-nested and partly spanned calls beside spanned work) in N threads under a detector at
-full rate, with a thread-CPU timer around each part of the tick and around the flush
-that hands counted operations on. Timers add about a microsecond each, so the parts are
-a little high; their ratios are what to read.
+Two workloads, each under a detector with a thread-CPU timer around each part of the
+tick, around the sampler's sleep (what waking up and getting the GIL back costs it) and
+around the flush that hands counted operations on:
+
+- ``gt-mix``: the ground-truth mix of ``tests/gt_workloads.py`` (dark sleeps, socket
+  round trips, nested and partly spanned calls beside spanned work) in N threads;
+- ``asyncio-http``: the asyncio HTTP service of ``overhead.py`` under 1,000 keep-alive
+  connections from a load generator in a second process, where every task moves
+  between ticks and the event loop releases and retakes the GIL around every socket
+  call.
+
+The sampler thread's voluntary context switches per tick (Linux) show how often it was
+woken while it waited for the GIL. Timers add about a microsecond each, so the parts
+are a little high; their ratios are what to read.
 
 Usage::
 
-    python benchmarks/tick_cost.py              # 16 threads, 6 s, 3 runs
+    python benchmarks/tick_cost.py              # gt-mix, 16 threads, full rate, 6 s, 3 runs
     python benchmarks/tick_cost.py --threads 4 --seconds 3 --repeats 1
+    python benchmarks/tick_cost.py --workload asyncio-http --max-overhead 0.01
 """
 
 from __future__ import annotations
@@ -18,13 +28,16 @@ import argparse
 import json
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from _common import HARNESS, emit, format_table, median, prepare_child, run_child, run_in_threads
 
-PARTS = ("tick", "current_frames", "span_reader", "tracker", "add_tick", "flush")
+PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_tick", "flush")
+WORKLOADS = ("gt-mix", "asyncio-http")
+ASYNCIO_CONNECTIONS = 1000
 
 
 def timed(totals: dict[str, int], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,33 +53,87 @@ def timed(totals: dict[str, int], name: str, fn: Callable[..., Any]) -> Callable
     return wrapper
 
 
-def measure(threads: int, seconds: float) -> dict[str, Any]:
+def voluntary_switches(native_id: int | None) -> int:
+    """How many times the kernel has put thread ``native_id`` to sleep on a wait (-1
+    where /proc does not say)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/status") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split(":")[1])
+    except OSError:
+        pass
+    return -1
+
+
+def measure(workload: str, threads: int, seconds: float, max_overhead: float) -> dict[str, Any]:
     """One run in this (fresh) process."""
     prepare_child()
     import prometheus_client
 
-    import gt_workloads as gt
     import spangap
     from spangap import sampler as sampler_module
     from spangap.tracker import CallTracker
 
     totals: dict[str, int] = {}
     CallTracker.flush = timed(totals, "flush", CallTracker.flush)  # type: ignore[method-assign]
-    server = gt.DelayServer()
     detector = spangap.enable_gap_detector(
         registry=prometheus_client.CollectorRegistry(),
-        include=["gt_workloads"],
-        exclude=list(HARNESS),
-        max_overhead=1.0,
+        include=["gt_workloads", "http_app"],
+        exclude=[*HARNESS, "http_server", "http_load"],
+        max_overhead=max_overhead,
     )
     s = detector._sampler
     s._tracker.observe = timed(totals, "tracker", s._tracker.observe)  # type: ignore[method-assign]
+    s._tracker.observe_tasks = timed(totals, "tasks", s._tracker.observe_tasks)  # type: ignore[method-assign]
+    if s._tasks is not None:
+        s._tasks.sample = timed(totals, "tasks", s._tasks.sample)  # type: ignore[method-assign]
     s._reader.spanned_threads = timed(totals, "span_reader", s._reader.spanned_threads)  # type: ignore[method-assign]
     s._aggregate.add_tick = timed(totals, "add_tick", s._aggregate.add_tick)  # type: ignore[method-assign]
     s._tick_safely = timed(totals, "tick", s._tick_safely)  # type: ignore[method-assign]
     frames = timed(totals, "current_frames", sys._current_frames)
     sampler_module.sys = type("Sys", (), {"_current_frames": staticmethod(frames)})  # type: ignore[assignment]
+    clock = {name: getattr(time, name) for name in ("perf_counter", "thread_time")}
+    sampler_module.time = type(  # type: ignore[assignment]
+        "Time",
+        (),
+        {
+            **{k: staticmethod(f) for k, f in clock.items()},
+            "sleep": staticmethod(timed(totals, "sleep", time.sleep)),
+        },
+    )
+    while s.ident is None:
+        time.sleep(0.001)
+    sampler = next(t for t in threading.enumerate() if t.ident == s.ident)
+    switches = voluntary_switches(sampler.native_id)
+    start = time.perf_counter()
+    if workload == "gt-mix":
+        operations_seen = run_gt_mix(threads, seconds)
+    else:
+        operations_seen = run_asyncio_http(seconds)
+    wall = time.perf_counter() - start
+    cpu = time.clock_gettime(time.pthread_getcpuclockid(s.ident))
+    switches = voluntary_switches(sampler.native_id) - switches if switches >= 0 else -1
+    detector.stop()
+    snapshot = detector.snapshot()
+    return {
+        "samples": snapshot.totals.samples,
+        "operations": snapshot.totals.operations,
+        "wall_s": wall,
+        "sampler_thread_cpu_s": cpu,
+        "voluntary_switches": switches,
+        "parts_ns": totals,
+        "served": operations_seen,
+    }
+
+
+def run_gt_mix(threads: int, seconds: float) -> int:
+    """The ground-truth mix in ``threads`` threads for ``seconds``; rounds done."""
+    import gt_workloads as gt
+
+    server = gt.DelayServer()
     deadline = time.perf_counter() + seconds
+    rounds: list[int] = []
 
     def body() -> None:
         while time.perf_counter() < deadline:
@@ -76,58 +143,90 @@ def measure(threads: int, seconds: float) -> dict[str, Any]:
             gt.partly_spanned()
             gt.spanned_cm()
             gt.spanned_carried_into_thread()
+            rounds.append(1)
 
-    start = time.perf_counter()
     run_in_threads(body, threads)
-    wall = time.perf_counter() - start
-    assert s.ident is not None
-    cpu = time.clock_gettime(time.pthread_getcpuclockid(s.ident))
-    detector.stop()
     server.close()
-    snapshot = detector.snapshot()
-    return {
-        "samples": snapshot.totals.samples,
-        "operations": snapshot.totals.operations,
-        "wall_s": wall,
-        "sampler_thread_cpu_s": cpu,
-        "parts_ns": totals,
-    }
+    return len(rounds)
+
+
+def run_asyncio_http(seconds: float) -> int:
+    """overhead.py's asyncio service under its 1,000-connection load; requests served."""
+    import http_app
+    import http_load
+    import http_server
+
+    http_load.raise_fd_limit()
+    server = http_server.AsyncServer(http_app.handle_async)
+    plan = http_load.Plan(*server.address, ASYNCIO_CONNECTIONS, 1.0, seconds, [*http_app.MIX])
+    try:
+        http_load.run_load(plan)
+    finally:
+        server.close()
+    return server.served
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--workload", choices=WORKLOADS, default="gt-mix")
+    parser.add_argument("--threads", type=int, default=16, help="gt-mix threads")
+    parser.add_argument(
+        "--max-overhead", type=float, default=1.0, help="the detector's budget (1 = full rate)"
+    )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.one:
         setting = json.loads(args.one)
-        emit(measure(setting["threads"], setting["seconds"]))
+        emit(
+            measure(
+                setting.get("workload", "gt-mix"),
+                setting["threads"],
+                setting["seconds"],
+                setting.get("max_overhead", 1.0),
+            )
+        )
         return
     if args.threads < 1 or args.seconds <= 0 or args.repeats < 1:
         parser.error("--threads and --repeats must be at least 1, --seconds above 0")
-    runs = [
-        run_child(__file__, {"threads": args.threads, "seconds": args.seconds})
-        for _ in range(args.repeats)
-    ]
+    if not 0.001 <= args.max_overhead <= 1.0:
+        parser.error("--max-overhead must be between 0.001 and 1")
+    setting = {
+        "workload": args.workload,
+        "threads": args.threads,
+        "seconds": args.seconds,
+        "max_overhead": args.max_overhead,
+    }
+    runs = [run_child(__file__, setting) for _ in range(args.repeats)]
     per_tick = {
         part: median([r["parts_ns"].get(part, 0) / 1e3 / r["samples"] for r in runs])
         for part in PARTS
     }
     whole = median([r["sampler_thread_cpu_s"] * 1e6 / r["samples"] for r in runs])
-    per_op = median([r["parts_ns"].get("flush", 0) / 1e3 / r["operations"] for r in runs])
+    share = median([r["sampler_thread_cpu_s"] / r["wall_s"] for r in runs])
+    switches = median([r["voluntary_switches"] / r["samples"] for r in runs])
+    counted = [r for r in runs if r["operations"]]
+    per_op = median([r["parts_ns"].get("flush", 0) / 1e3 / r["operations"] for r in counted])
+    load = (
+        f"{args.threads} threads, ground-truth mix"
+        if args.workload == "gt-mix"
+        else f"asyncio HTTP service, {ASYNCIO_CONNECTIONS:,} connections"
+    )
+    rate = "full rate" if args.max_overhead >= 1 else f"max_overhead {args.max_overhead:g}"
     print(
-        f"spangap tick cost: {args.threads} threads, ground-truth mix, full rate, "
-        f"{args.seconds:g} s, median of {args.repeats} run(s), Python {platform.python_version()}"
+        f"spangap tick cost: {load}, {rate}, {args.seconds:g} s, median of {args.repeats} "
+        f"run(s), Python {platform.python_version()}"
     )
     print(
         f"samples/s {median([r['samples'] / r['wall_s'] for r in runs]):.0f}, "
         f"operations/s {median([r['operations'] / r['wall_s'] for r in runs]):.0f}, "
-        f"sampler thread CPU per tick {whole:.0f} µs (sleep, wake-up and loop included)"
+        f"sampler thread CPU {100 * share:.2f}% of a core, {whole:.0f} µs per tick "
+        f"(sleep, wake-up and loop included), {switches:.1f} voluntary context switches "
+        "per tick"
     )
     rows = [[part, f"{per_tick[part]:.1f} µs"] for part in PARTS]
-    rows.append(["flush, per operation", f"{per_op:.1f} µs"])
+    rows.append(["flush, per operation", f"{per_op:.1f} µs" if counted else "-"])
     print(format_table(["part (per tick)", "thread CPU"], rows))
 
 

@@ -99,11 +99,22 @@ def test_tick_cost_times_every_part_of_real_ticks() -> None:
     )
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     parts = child["parts_ns"]
-    assert set(parts) == {"tick", "current_frames", "span_reader", "tracker", "add_tick", "flush"}
+    assert set(parts) == {
+        "sleep",
+        "tick",
+        "current_frames",
+        "span_reader",
+        "tracker",
+        "tasks",
+        "add_tick",
+        "flush",
+    }
     assert all(ns > 0 for ns in parts.values())
-    inside = sum(ns for part, ns in parts.items() if part not in ("tick", "flush"))
+    inside = sum(ns for part, ns in parts.items() if part not in ("sleep", "tick", "flush"))
     assert inside < parts["tick"]  # the parts are nested in the tick they time
     assert child["samples"] > 0 and child["operations"] > 0
+    assert child["served"] > 0  # the workload ran: rounds of the mix were completed
+    assert child["voluntary_switches"] > 0  # the sampler thread was found and read in /proc
 
 
 # --- HTTP workloads of overhead.py ---------------------------------------------------------
