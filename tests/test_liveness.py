@@ -29,7 +29,14 @@ def test_the_watcher_sees_a_call_running_and_then_returned() -> None:
     def call() -> None:
         slots.append(watcher.watch(sys._getframe(), time.perf_counter()))
         marks["running"] = time.perf_counter()
-        time.sleep(0.2)  # many watcher rounds: it runs without the GIL this sleep frees
+        # Return only after a whole watcher round began after the mark: its CPU clock,
+        # updated at the end of every round, has changed twice since. Rounds run
+        # without the GIL these sleeps free; a busy machine may delay them.
+        for _ in range(2):
+            seen = watcher.cpu_seconds
+            deadline = time.perf_counter() + 30
+            while watcher.cpu_seconds == seen and time.perf_counter() < deadline:
+                time.sleep(0.002)
         marks["returning"] = time.perf_counter()
 
     worker = threading.Thread(target=call)
