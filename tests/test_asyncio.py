@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ import pytest
 
 import gt_workloads as w
 from conftest import counts_by_site
+from spangap.spanstate import runtime_context_var
+from spangap.tasks import TaskSampler
 from spangap.tracker import CONTEXT_LOST, NO_SPAN
 
 
@@ -178,3 +181,38 @@ def test_hooks_are_removed_at_stop(start_detector) -> None:
     detector.stop()
     assert concurrent.futures.ThreadPoolExecutor.submit is original_submit
     assert threading.Thread.start is original_start
+
+
+def test_more_tasks_than_a_tick_examines_are_followed_in_cohorts() -> None:
+    """With more busy tasks than one tick examines, the same tasks are examined at
+    consecutive ticks for a while (two samples close together are what measuring an
+    operation of the threshold's order takes), and then the next ones get their turn,
+    until every task has had one."""
+    sampler = TaskSampler(
+        runtime_context_var(), max_tasks=8, max_moved=8, max_moved_rotating=8, dwell_s=0.045
+    )
+    examined: list[set[int]] = []
+
+    async def busy() -> None:
+        while True:
+            await asyncio.sleep(0)  # no future to wait on: moved at every tick
+
+    async def main() -> set[int]:
+        tasks = [asyncio.create_task(busy()) for _ in range(40)]
+        me = -id(asyncio.current_task())
+        for tick in range(35):
+            await asyncio.sleep(0)  # every busy task takes a step
+            moved, _ = sampler.sample(sys._current_frames(), now=tick * 0.01)
+            examined.append({m.key for m in moved} - {me})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return {-id(task) for task in tasks}
+
+    everyone = asyncio.run(main())
+    # 8 moved stacks a tick at most, and the running task (this test's) is always one
+    assert all(len(keys) == 7 for keys in examined)
+    for turn in range(7):  # ticks 0-4, 5-9, ...: one cohort each (0.045 s, a tick every 0.01 s)
+        cohort = examined[5 * turn : 5 * turn + 5]
+        assert all(keys == cohort[0] for keys in cohort)
+    assert set().union(*examined) == everyone

@@ -10,6 +10,14 @@ stack is cut below it so no frame is counted twice.
 
 Tasks are found through asyncio's registry of all tasks, so loops that were already
 running when the detector started are covered too.
+
+When there are more tasks than one tick may examine, the sampler follows a *cohort*:
+the same run of tasks is examined at every tick for half a second, then the next run
+gets its turn. Two samples of a task close together are what it takes to measure an
+operation of the threshold's order; a rotation that moved on at every tick would see
+each task once per cycle, and with hundreds of busy tasks no operation shorter than the
+cycle (seconds) could be measured at all. Following a cohort measures a fair sample of
+the operations of every length, and every task still gets its turn.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ _REGISTRY: Any = getattr(aio_tasks, "_scheduled_tasks", None)
 if _REGISTRY is None:
     _REGISTRY = getattr(aio_tasks, "_all_tasks", None)
 _CURRENT: Any = getattr(aio_tasks, "_current_tasks", None)
+#: How long one cohort of tasks is followed before the next one's turn, in seconds.
+COHORT_DWELL_S = 0.5
 
 
 @dataclass(slots=True)
@@ -57,6 +67,7 @@ class TaskSampler:
         max_tasks: int = 256,
         max_moved: int = 128,
         max_moved_rotating: int = 32,
+        dwell_s: float = COHORT_DWELL_S,
     ) -> None:
         self._var = otel_var
         self._max = max_tasks
@@ -65,7 +76,10 @@ class TaskSampler:
         # ticks and nearly every one checked has moved: rebuild fewer stacks per tick, so
         # the cost (allocation, and so garbage collections) stays bounded.
         self._max_moved_rotating = max_moved_rotating
-        self._cursor = 0
+        self._cursor = 0  # where the current cohort starts in the registry's order
+        self._next_cursor = 0  # where the last tick stopped: the next cohort starts there
+        self._dwell_s = dwell_s
+        self._cohort_since: float | None = None  # when the current cohort's turn began
         self._contexts: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
             weakref.WeakKeyDictionary()
         )
@@ -97,6 +111,8 @@ class TaskSampler:
         running = {id(t) for t in current}
         total = len(refs)
         window = max(1, self._max // stride)
+        if self._cohort_since is None or now - self._cohort_since >= self._dwell_s:
+            self._cursor, self._cohort_since = self._next_cursor, now  # the next cohort's turn
         start = self._cursor % total if total else 0
         moved: list[TaskSample] = []
         done: dict[int, float] = {}
@@ -105,9 +121,10 @@ class TaskSampler:
         examined = 0
         max_moved = self._max_moved if total <= window else self._max_moved_rotating
         max_moved = max(1, max_moved // stride)
-        # Bounded work per tick: at most max_tasks checked and max_moved stacks rebuilt;
-        # the rotation resumes next tick where this one stopped, so every task gets its
-        # turn and a tick never holds the GIL long enough to stall the loop.
+        # Bounded work per tick: at most max_tasks checked and max_moved stacks rebuilt,
+        # so a tick never holds the GIL long enough to stall the loop. The same cohort
+        # (from the same place in the registry) is checked at every tick of its turn;
+        # the next turn starts where the last tick stopped, so every task gets its turn.
         for i in range(min(total, window)):
             ref = refs[(start + i) % total]
             if len(moved) >= max_moved:
@@ -116,7 +133,7 @@ class TaskSampler:
             task = ref()
             if task is not None and id(task) not in running:
                 self._examine(task, False, frames, now, moved, done)
-        self._cursor = start + examined
+        self._next_cursor = start + examined
         if examined == total and len(self._last_waiter) > 2 * total + 64:
             # Held tasks stay registered until seen done; this only catches a task that
             # left asyncio's registry some other way, so its state cannot pile up.
