@@ -216,3 +216,22 @@ def test_more_tasks_than_a_tick_examines_are_followed_in_cohorts() -> None:
         cohort = examined[5 * turn : 5 * turn + 5]
         assert all(keys == cohort[0] for keys in cohort)
     assert set().union(*examined) == everyone
+
+
+def test_more_tasks_than_a_tick_examines_still_never_over_count(start_detector, recorded) -> None:
+    """600 interleaved tasks, more than one tick examines: the sampler follows cohorts
+    of them, so it counts a sample of the dark calls (about a fifth here; none when it
+    moved on to other tasks at every tick), never more dark calls than there were, and
+    never the spanned ones."""
+    detector = start_detector(include=[__name__, "gt_workloads"])
+
+    async def main() -> None:
+        await asyncio.gather(*(interleaved(i, 24) for i in range(600)))
+
+    asyncio.run(main())
+    detector.stop()
+    counted = counts_by_site(detector)
+    dark = recorded_calls(recorded, "dark_await")
+    assert len(dark) == 300 * 24
+    assert 0 < counted[site("dark_await")] <= len(dark)
+    assert counted[site("spanned_await")] == 0
