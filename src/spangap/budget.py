@@ -11,8 +11,9 @@ thread is examined. The budget has two knobs, turned in this order:
    cost, so it comes first; it is also the only knob for the part no stride reaches:
    each tick has to take the GIL, and beside a busy event loop that releases and
    retakes the GIL for every socket call, getting it costs the sampler several hundred
-   microseconds of futex wake-ups a tick (measured: 300-500 us, more than the tick's
-   own work). A floor of 4x the threshold could not hold 1% there;
+   microseconds of futex wake-ups a tick (300-500 us, about as much as the tick's own
+   work: benchmarks/tick_cost.py --workload asyncio-http). A floor of 4x the threshold
+   could not hold 1% there;
 2. the stride, once the interval is at its widest: each tick examines one thread (and
    task) in ``stride``, up to 8, in a rotation, so every thread is examined every
    ``stride`` ticks and none is starved. It only cuts the per-thread part, which

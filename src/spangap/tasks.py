@@ -72,9 +72,9 @@ class TaskSampler:
         self._var = otel_var
         self._max = max_tasks
         self._max_moved = max_moved
-        # Once there are more tasks than one tick can check, each is seen only every few
-        # ticks and nearly every one checked has moved: rebuild fewer stacks per tick, so
-        # the cost (allocation, and so garbage collections) stays bounded.
+        # Once there are more tasks than one tick can check, the tick follows a cohort
+        # of them and rebuilds fewer stacks, so that its cost (allocation, and so
+        # garbage collections) stays bounded.
         self._max_moved_rotating = max_moved_rotating
         self._cursor = 0  # where the current cohort starts in the registry's order
         self._next_cursor = 0  # where the last tick stopped: the next cohort starts there
