@@ -202,3 +202,20 @@ def test_paired_overhead_compares_each_round_with_its_own_off_run() -> None:
     assert overhead.paired_overhead(item, off, on) == pytest.approx(0.02)
     peer = overhead.Cell([off.values[0] / 1.5], [])  # ran in the first round only
     assert overhead.paired_overhead(item, off, peer) == pytest.approx(0.5)
+
+
+def test_span_hook_benchmark_times_spans_with_the_hook_really_installed() -> None:
+    """span_hook.py: the "on" rounds ran with the wrapper in place (it saw their span
+    activations), both sides have a figure per round, and the wrapper is gone after."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import span_hook
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from opentelemetry import context
+
+    result = span_hook.measure(rounds=2, spans=200)
+    assert result["hook_saw_spans"]
+    assert [len(v) for v in result["per_span_us"].values()] == [2, 2]
+    assert all(us > 0 for v in result["per_span_us"].values() for us in v)
+    assert "attach" not in vars(context._RUNTIME_CONTEXT)  # type: ignore[attr-defined]

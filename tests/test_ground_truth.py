@@ -7,11 +7,13 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 
 import pytest
 
 import gt_workloads as w
 from conftest import counts_by_site
+from spangap.budget import OverheadBudget, Setting
 
 THRESHOLD_S = 0.010
 NEVER_COUNTED = [
@@ -221,3 +223,36 @@ def test_a_library_waiting_for_its_reply_is_work_not_idle(start_detector, record
         w.call_library(client)
     detector.stop()
     assert counts_by_site(detector)[w.site("call_library")] == 10
+
+
+def dark_around_a_short_span() -> None:
+    """100 ms dark, a 2 ms span, 100 ms dark: not dark throughout, never counted."""
+    time.sleep(0.1)
+    with w.TRACER.start_as_current_span("short"):
+        time.sleep(0.002)
+    time.sleep(0.1)
+
+
+def test_a_short_span_between_two_wide_samples_still_clears_the_call(
+    start_detector, service_sized_heap, monkeypatch
+) -> None:
+    """At a 40 ms interval (the overhead budget's choice here), a sample lands in a 2 ms
+    span only now and then, but samples land on both sides of it: the span's
+    activation, noted as it happens, shows that the call around it, on the stack at both
+    samples, was not dark throughout. Dark calls next to spanned ones still count."""
+    wide = Setting(0.040, 1)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    detector = start_detector(include=[__name__, "gt_workloads"])
+
+    def body() -> None:
+        for _ in range(4):
+            dark_around_a_short_span()
+            w.dark_sleep(0.1)
+            w.spanned_cm()
+
+    w.run_all([body, body])
+    detector.stop()
+    counted = counts_by_site(detector)
+    assert counted[f"{__name__}:dark_around_a_short_span"] == 0
+    assert counted[w.site("spanned_body")] == 0
+    assert counted[w.site("dark_sleep")] > 0

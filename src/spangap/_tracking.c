@@ -67,6 +67,7 @@ typedef struct {
     Py_ssize_t len, cap;
     Py_ssize_t live, inscope;
     double prev_time;
+    double activated_at; /* first span activation since the previous sample, or 0 */
     long long samples, nonidle;
     int idle;
     int has_wait;
@@ -375,6 +376,30 @@ taint(Tracker *self, Track *t)
     return status;
 }
 
+/* tracker._taint_kept: a span was activated since the previous sample, so the calls on
+ * the stack then and still on it now were not dark throughout. Calls first seen now
+ * and resumable frames (perhaps suspended meanwhile) are left alone. */
+static int
+taint_kept(Tracker *self, Track *t, double now)
+{
+    int status = 0;
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        Elem *e = &t->stack[i];
+        if (!e->live || e->first_seen >= now || (e->flags & F_RESUMABLE))
+            continue;
+        e->live = 0;
+        t->live--;
+        Py_CLEAR(e->lost_from);
+        if (e->slot >= 0 && self->ended != NULL) {
+            double alive, ended;
+            if (watcher_ended(self, e->slot, &alive, &ended) < 0)
+                status = -1;
+        }
+        e->slot = -1;
+    }
+    return status;
+}
+
 /* SPEC "idle", decided by what the innermost in-scope frame called (tracker._is_idle). */
 static int
 is_idle(Track *t)
@@ -477,11 +502,14 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
                       + (after < half ? after : half);
     long long samples = t->samples - call->sample_start;
     long long nonidle = t->nonidle - call->nonidle_start;
+    /* A span was activated on this thread while the call was still running. */
+    int spanned_meanwhile = t->activated_at > 0.0 && t->activated_at <= last_seen
+                            && !(call->flags & F_RESUMABLE);
     Elem *parent = NULL;
     for (Py_ssize_t i = pos - 1; i >= 0 && parent == NULL; i--)
         if (t->stack[i].live)
             parent = &t->stack[i];
-    if (nonidle <= 0 || samples <= 0 || duration < self->threshold) {
+    if (nonidle <= 0 || samples <= 0 || duration < self->threshold || spanned_meanwhile) {
         if (parent != NULL)
             parent->child_s += call->child_s; /* pass counted descendants' time upward */
         return 0;
@@ -735,11 +763,16 @@ PyDoc_STRVAR(observe_doc,
 static PyObject *
 tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "observe() takes 4 arguments");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "observe() takes 4 or 5 arguments");
         return NULL;
     }
     PyObject *frames = args[0], *spanned = args[1], *alive = args[3];
+    PyObject *activated = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
+    if (activated != NULL && !PyDict_Check(activated)) {
+        PyErr_SetString(PyExc_TypeError, "observe() needs a dict of activation times");
+        return NULL;
+    }
     double now = PyFloat_AsDouble(args[2]);
     if (now == -1.0 && PyErr_Occurred())
         return NULL;
@@ -771,6 +804,17 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
             break;
         }
+        t->activated_at = 0.0;
+        if (activated != NULL) {
+            PyObject *at = PyDict_GetItemWithError(activated, tid);
+            if (at != NULL)
+                t->activated_at = PyFloat_AsDouble(at);
+            if (PyErr_Occurred()) {
+                t->activated_at = 0.0;
+                status = -1;
+                break;
+            }
+        }
         if (leaf_of(t) != leaf) {
             if (restructure(self, tid, t, leaf, is_spanned, now) < 0) {
                 status = -1;
@@ -781,6 +825,12 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
             break;
         }
+        if (t->activated_at > 0.0 && t->live && taint_kept(self, t, now) < 0) {
+            t->activated_at = 0.0;
+            status = -1;
+            break;
+        }
+        t->activated_at = 0.0;
         int coverage = account(t, is_spanned, now);
         if (coverage < 0) {
             status = -1;

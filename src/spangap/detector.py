@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import start_http_server
 
+from .activations import Activations
 from .aggregate import Aggregate
 from .budget import OverheadBudget
 from .handoff import HandoffWatcher
@@ -104,6 +105,7 @@ class GapDetector:
             entry_package=entry or detect_entry_package(),
         )
         self._reader = make_reader(options.context_reader)
+        self._activations = Activations()
         self._handoff = HandoffWatcher(self._scope)
         self._build_sampler()
         self._server: Any = None
@@ -140,6 +142,7 @@ class GapDetector:
             self._periodic,
             tasks,
             self._watcher,
+            self._activations,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -168,6 +171,7 @@ class GapDetector:
             self._running = False
             self._sampler.stop()
             self._handoff.uninstall()
+            self._activations.close()  # wrapped attach after the reader: undone first
             self._reader.close()
             self._warn_if_no_sdk(force=True)
             self._update_gauges()
@@ -293,6 +297,7 @@ class GapDetector:
         self._server = None
         self._stop_lock = threading.Lock()
         self._reader.reset()
+        self._activations.reset()
         self._handoff.reset()
         self._build_sampler()
         self._started = time.perf_counter()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from .activations import Activations
 from .aggregate import Aggregate
 from .budget import OverheadBudget
 from .spanstate import SpanStateReader
@@ -47,8 +48,10 @@ class Sampler:
         periodic: Callable[[float], None],
         tasks: TaskSampler | None = None,
         watcher: LivenessWatcher | None = None,
+        activations: Activations | None = None,
     ) -> None:
         self._tracker = tracker
+        self._activations = activations
         self._watcher = watcher
         self._watcher_cpu = 0.0  # its CPU time already accounted
         self._tasks = tasks
@@ -161,7 +164,9 @@ class Sampler:
             tasks, done = self._tasks.sample(frames, now, stride) if self._tasks else ([], {})
             visit = self._rotation(frames, stride)
             spanned = self._reader.spanned_threads(visit)
-            self._tracker.observe(visit, spanned, now, alive=frames)
+            activations = self._activations
+            activated = activations.since_last(visit, frames) if activations else None
+            self._tracker.observe(visit, spanned, now, alive=frames, activated=activated)
             self._tracker.observe_tasks(tasks, done, now)
             del frames, visit, tasks
             in_scope, spanned_s = self._tracker.take_coverage()

@@ -141,6 +141,7 @@ class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
     __slots__ = (
+        "activated_at",
         "calls",
         "idle",
         "index",
@@ -170,6 +171,7 @@ class _ThreadTrack:
         self.prev_time = now
         self.samples = 0
         self.nonidle = 0
+        self.activated_at = 0.0  # first span activation since the previous sample, or 0
         self.inscope = 0  # number of in-scope frames on the stack
         self.idle = False
         self.wait: str | None = None
@@ -249,16 +251,21 @@ class CallTracker:
         spanned: set[int],
         now: float,
         alive: Mapping[int, object] | None = None,
+        activated: Mapping[int, float] | None = None,
     ) -> None:
         """Take one sample: ``frames`` maps thread id -> innermost frame, for the threads
         examined this tick; ``alive`` holds every live thread id (default: those in
         ``frames``), so that a thread skipped this tick is not taken for ended.
+        ``activated`` maps a thread to the time of its first span activation since its
+        previous sample (activations.py): a call still running at that time, whether
+        it ended since or is still on the stack, was not dark throughout.
 
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
         """
         if self._native is not None:
-            self._native.observe(frames, spanned, now, frames if alive is None else alive)
+            alive_ids = frames if alive is None else alive
+            self._native.observe(frames, spanned, now, alive_ids, activated)
             return
         tracks = self._tracks
         interval = self._interval
@@ -270,10 +277,14 @@ class CallTracker:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
             weight = min(now - track.prev_time, cap) if track.samples else interval
             is_spanned = tid in spanned
+            track.activated_at = activated.get(tid, 0.0) if activated else 0.0
             if track.leaf is not leaf:
                 self._restructure(tid, track, leaf, is_spanned, now)
             elif is_spanned and track.live:
                 self._taint(track)
+            if track.activated_at and track.live:
+                self._taint_kept(track, now)
+            track.activated_at = 0.0
             coverage = self._account(track, leaf, is_spanned, now)
             if coverage:
                 in_scope_s += weight
@@ -506,6 +517,20 @@ class CallTracker:
                     self._watcher.ended(call.slot)
         track.live = 0
 
+    def _taint_kept(self, track: _ThreadTrack, now: float) -> None:
+        """A span was activated since the previous sample: the calls on the stack then
+        and still on it now were not dark throughout. Calls first seen now may have
+        begun after that span, and a resumable frame may have been suspended meanwhile:
+        those are left alone."""
+        calls = track.calls
+        for i, call in enumerate(calls):
+            if call is None or call.first_seen >= now or call.info.resumable:
+                continue
+            calls[i] = None
+            track.live -= 1
+            if call.slot >= 0 and self._watcher is not None:
+                self._watcher.ended(call.slot)
+
     def _is_idle(self, track: _ThreadTrack) -> bool:
         """SPEC "idle", decided by what the innermost in-scope frame called (see idle.py):
         a direct queue/event/condition wait is idle; otherwise the outermost loop, server
@@ -570,7 +595,9 @@ class CallTracker:
         samples = track.samples - call.sample_start
         nonidle = track.nonidle - call.nonidle_start
         parent = _nearest_call(track.calls, pos)
-        if nonidle <= 0 or samples <= 0 or duration < self._threshold:
+        # A span was activated on this thread while the call was still running.
+        spanned_meanwhile = 0.0 < track.activated_at <= last_seen and not call.info.resumable
+        if nonidle <= 0 or samples <= 0 or duration < self._threshold or spanned_meanwhile:
             if parent is not None:
                 parent.child_s += call.child_s  # pass counted descendants' time upward
             return
