@@ -73,10 +73,14 @@ class Activations:
         first = self._first
         if not first:
             return {}
-        taken = {tid: first.pop(tid) for tid in [t for t in first if t in examined]}
-        if len(first) > len(alive) + 16:
-            for tid in [t for t in first if t not in alive]:
-                first.pop(tid, None)  # the thread ended; its id may be reused
+        # list() copies the keys in one step under the GIL: the application's threads
+        # add entries concurrently, and iterating the dict itself could see it change.
+        threads = list(first)
+        taken = {tid: first.pop(tid, 0.0) for tid in threads if tid in examined}
+        if len(threads) > len(alive) + 16:
+            for tid in threads:
+                if tid not in alive:
+                    first.pop(tid, None)  # the thread ended; its id may be reused
         return taken
 
     def reset(self) -> None:

@@ -105,7 +105,11 @@ class GapDetector:
             entry_package=entry or detect_entry_package(),
         )
         self._reader = make_reader(options.context_reader)
-        self._activations = Activations()
+        self._activations: Activations | None = None
+        try:
+            self._activations = Activations()
+        except RuntimeError:  # no OpenTelemetry runtime context to wrap: samples only
+            log.warning("spangap: span activations between samples are not seen")
         self._handoff = HandoffWatcher(self._scope)
         self._build_sampler()
         self._server: Any = None
@@ -171,7 +175,8 @@ class GapDetector:
             self._running = False
             self._sampler.stop()
             self._handoff.uninstall()
-            self._activations.close()  # wrapped attach after the reader: undone first
+            if self._activations is not None:  # wrapped attach after the reader: undone first
+                self._activations.close()
             self._reader.close()
             self._warn_if_no_sdk(force=True)
             self._update_gauges()
@@ -297,7 +302,8 @@ class GapDetector:
         self._server = None
         self._stop_lock = threading.Lock()
         self._reader.reset()
-        self._activations.reset()
+        if self._activations is not None:
+            self._activations.reset()
         self._handoff.reset()
         self._build_sampler()
         self._started = time.perf_counter()
