@@ -354,24 +354,31 @@ forget_wait(Track *t)
     }
 }
 
+/* Stop following a live call: it was not dark at some moment (tracker._untrack). */
+static int
+untrack(Tracker *self, Track *t, Elem *e)
+{
+    int status = 0;
+    e->live = 0;
+    t->live--;
+    Py_CLEAR(e->lost_from);
+    if (e->slot >= 0 && self->ended != NULL) {
+        double alive, ended;
+        if (watcher_ended(self, e->slot, &alive, &ended) < 0)
+            status = -1;
+    }
+    e->slot = -1;
+    return status;
+}
+
 /* A spanned sample: nothing on this stack can be an uninstrumented operation. */
 static int
 taint(Tracker *self, Track *t)
 {
     int status = 0;
-    for (Py_ssize_t i = 0; i < t->len; i++) {
-        Elem *e = &t->stack[i];
-        if (!e->live)
-            continue;
-        e->live = 0;
-        Py_CLEAR(e->lost_from);
-        if (e->slot >= 0 && self->ended != NULL) {
-            double alive, ended;
-            if (watcher_ended(self, e->slot, &alive, &ended) < 0)
-                status = -1;
-        }
-        e->slot = -1;
-    }
+    for (Py_ssize_t i = 0; i < t->len; i++)
+        if (t->stack[i].live && untrack(self, t, &t->stack[i]) < 0)
+            status = -1;
     t->live = 0;
     return status;
 }
@@ -385,17 +392,9 @@ taint_kept(Tracker *self, Track *t, double now)
     int status = 0;
     for (Py_ssize_t i = 0; i < t->len; i++) {
         Elem *e = &t->stack[i];
-        if (!e->live || e->first_seen >= now || (e->flags & F_RESUMABLE))
-            continue;
-        e->live = 0;
-        t->live--;
-        Py_CLEAR(e->lost_from);
-        if (e->slot >= 0 && self->ended != NULL) {
-            double alive, ended;
-            if (watcher_ended(self, e->slot, &alive, &ended) < 0)
-                status = -1;
-        }
-        e->slot = -1;
+        if (e->live && e->first_seen < now && !(e->flags & F_RESUMABLE)
+            && untrack(self, t, e) < 0)
+            status = -1;
     }
     return status;
 }

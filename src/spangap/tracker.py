@@ -509,12 +509,9 @@ class CallTracker:
 
     def _taint(self, track: _ThreadTrack) -> None:
         """A spanned sample: nothing on this stack can be an uninstrumented operation."""
-        calls = track.calls
-        for i, call in enumerate(calls):
+        for i, call in enumerate(track.calls):
             if call is not None:
-                calls[i] = None
-                if call.slot >= 0 and self._watcher is not None:
-                    self._watcher.ended(call.slot)
+                self._untrack(track, i, call)
         track.live = 0
 
     def _taint_kept(self, track: _ThreadTrack, now: float) -> None:
@@ -522,14 +519,16 @@ class CallTracker:
         and still on it now were not dark throughout. Calls first seen now may have
         begun after that span, and a resumable frame may have been suspended meanwhile:
         those are left alone."""
-        calls = track.calls
-        for i, call in enumerate(calls):
-            if call is None or call.first_seen >= now or call.info.resumable:
-                continue
-            calls[i] = None
-            track.live -= 1
-            if call.slot >= 0 and self._watcher is not None:
-                self._watcher.ended(call.slot)
+        for i, call in enumerate(track.calls):
+            if call is not None and call.first_seen < now and not call.info.resumable:
+                self._untrack(track, i, call)
+
+    def _untrack(self, track: _ThreadTrack, pos: int, call: _Call) -> None:
+        """Stop following a call: it was not dark at some moment."""
+        track.calls[pos] = None
+        track.live -= 1
+        if call.slot >= 0 and self._watcher is not None:
+            self._watcher.ended(call.slot)
 
     def _is_idle(self, track: _ThreadTrack) -> bool:
         """SPEC "idle", decided by what the innermost in-scope frame called (see idle.py):
