@@ -54,7 +54,9 @@ def test_forked_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     script = tmp_path / "workers.py"
     script.write_text(textwrap.dedent(WORKERS))
     snapshot = tmp_path / "snap.json"
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    # Full rate, as in the other exact-count tests: the workers run for a fraction of a
+    # second, and the overhead budget acts after its first tenth of a second.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "SPANGAP_MAX_OVERHEAD": "1"}
     proc = subprocess.run(
         [sys.executable, str(script), str(snapshot)],
         capture_output=True,
