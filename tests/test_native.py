@@ -93,3 +93,32 @@ def test_readers_agree_on_attach_in_the_thread_itself() -> None:
     from opentelemetry import context
 
     assert "attach" not in context._RUNTIME_CONTEXT.__dict__  # the hook was removed
+
+
+def test_a_thread_left_out_of_a_tick_keeps_its_span_in_the_fallback_reader() -> None:
+    """With a stride, a tick asks about some threads only; the fallback reader must
+    forget the threads that ended, not the live ones that were merely not asked about
+    (it learns a thread's context only when that thread attaches or detaches)."""
+    from gt_workloads import TRACER
+
+    hook = HookReader()
+    inside, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with TRACER.start_as_current_span("long"):
+            inside.set()
+            release.wait()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        inside.wait()
+        me, other = threading.get_ident(), thread.ident
+        assert other is not None
+        alive = {me: None, other: None}
+        assert hook.spanned_threads([me], alive) == set()  # this tick: not the worker
+        assert hook.spanned_threads([other], alive) == {other}  # next tick: still spanned
+    finally:
+        release.set()
+        thread.join()
+        hook.close()

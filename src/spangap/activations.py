@@ -31,7 +31,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from .spanstate import span_is_active
+from .spanstate import forget_ended, span_is_active
 
 
 class Activations:
@@ -78,9 +78,7 @@ class Activations:
         threads = list(first)
         taken = {tid: first.pop(tid, 0.0) for tid in threads if tid in examined}
         if len(threads) > len(alive) + 16:
-            for tid in threads:
-                if tid not in alive:
-                    first.pop(tid, None)  # the thread ended; its id may be reused
+            forget_ended(first, alive)
         return taken
 
     def reset(self) -> None:

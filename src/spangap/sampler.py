@@ -163,7 +163,7 @@ class Sampler:
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
             tasks, done = self._tasks.sample(frames, now, stride) if self._tasks else ([], {})
             visit = self._rotation(frames, stride)
-            spanned = self._reader.spanned_threads(visit)
+            spanned = self._reader.spanned_threads(visit, frames)
             activations = self._activations
             activated = activations.since_last(visit, frames) if activations else None
             self._tracker.observe(visit, spanned, now, alive=frames, activated=activated)

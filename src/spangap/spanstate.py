@@ -21,7 +21,7 @@ Two readers:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Container, Iterable
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -34,8 +34,12 @@ class SpanStateReader(Protocol):
 
     name: str
 
-    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
-        """Ids, among ``thread_ids``, whose executing context has an active span."""
+    def spanned_threads(
+        self, thread_ids: Iterable[int], alive: Collection[int] | None = None
+    ) -> set[int]:
+        """Ids, among ``thread_ids``, whose executing context has an active span.
+        ``alive`` holds every live thread (default: ``thread_ids``); what the reader
+        keeps about other threads is dropped, since their ids may be reused."""
         ...
 
     def close(self) -> None:
@@ -55,6 +59,15 @@ def span_is_active(otel_ctx: object) -> bool:
 def span_is_valid(span: object) -> bool:
     """True for a span with a valid span context."""
     return isinstance(span, Span) and bool(span.get_span_context().is_valid)
+
+
+def forget_ended(table: dict[int, Any], alive: Container[int]) -> None:
+    """Drop the entries of threads not in ``alive`` (ended: their ids may be reused).
+    The keys are copied in one step first, because the application's threads may add
+    entries meanwhile."""
+    for tid in list(table):
+        if tid not in alive:
+            table.pop(tid, None)
 
 
 def active_span_of(otel_ctx: object) -> Span | None:
@@ -91,12 +104,14 @@ class NativeReader:
         # the reference we hold keeps its id from being reused.
         self._last: dict[int, tuple[object, bool]] = {}
 
-    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
+    def spanned_threads(
+        self, thread_ids: Iterable[int], alive: Collection[int] | None = None
+    ) -> set[int]:
         ids = thread_ids if isinstance(thread_ids, dict) else dict.fromkeys(thread_ids)
         last = self._last
-        if len(last) > 4 * max(len(ids), 16):  # ended threads: their ids may be reused
-            for tid in [t for t in last if t not in ids]:
-                del last[tid]
+        alive_ids = ids if alive is None else alive
+        if len(last) > len(alive_ids) + 16:  # a cache: pruned once ended threads pile up
+            forget_ended(last, alive_ids)
         return self._spanned(self._var, ids, _SPAN_KEY, last, span_is_valid)
 
     def reset(self) -> None:
@@ -153,11 +168,14 @@ class HookReader:
         """Forget per-thread answers (a forked child has new threads)."""
         self._by_thread.clear()
 
-    def spanned_threads(self, thread_ids: Iterable[int]) -> set[int]:
+    def spanned_threads(
+        self, thread_ids: Iterable[int], alive: Collection[int] | None = None
+    ) -> set[int]:
         by_thread = self._by_thread
         ids = set(thread_ids)
-        for tid in [t for t in by_thread if t not in ids]:
-            by_thread.pop(tid, None)  # thread ended; its id may be reused
+        # At every tick: a thread that reuses an ended one's id must not inherit its
+        # context. Only ended threads: a live one is known again only at its next attach.
+        forget_ended(by_thread, ids if alive is None else alive)
         return {tid for tid in ids if span_is_active(by_thread.get(tid))}
 
     def close(self) -> None:
