@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import FULL_RATE_ENV
 from spangap.snapshot import Snapshot
 
 PROGRAM = """
@@ -72,11 +73,8 @@ def gapreport(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def measure(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``gapreport run`` at its full sampling rate (``SPANGAP_MAX_OVERHEAD=1``), as the
-    README advises for a measurement run: this program lasts half a second, and the
-    overhead budget, which widens the interval after its first tenth of a second on a
-    busy machine, would thin out the samples of the calls counted below."""
-    env = {**os.environ, "SPANGAP_MAX_OVERHEAD": "1"}
+    """``gapreport run`` at its full sampling rate (see ``FULL_RATE_ENV``)."""
+    env = {**os.environ, **FULL_RATE_ENV}
     return run([sys.executable, "-m", "spangap.cli", *args], cwd, env)
 
 

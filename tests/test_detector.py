@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import gt_workloads as w
 import spangap
-from conftest import counts_by_site
+from conftest import FULL_RATE_ENV, counts_by_site
 from spangap.snapshot import Snapshot
 
 
@@ -179,15 +179,13 @@ def test_snapshot_written_at_stop_loads_back(start_detector, recorded, tmp_path:
 
 
 def run_python(code: str, tmp_path: Path, env: dict[str, str] | None = None):
-    """Run ``code`` as a program in a fresh interpreter. As in the ``start_detector``
-    fixture, the overhead budget is lifted (``SPANGAP_MAX_OVERHEAD=1``) unless ``env``
-    sets it: these programs last a fraction of a second and count exactly, and the
-    budget acts after its first tenth of a second on a busy machine."""
+    """Run ``code`` as a program in a fresh interpreter, at full rate
+    (``FULL_RATE_ENV``) unless ``env`` sets the budget."""
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(code))
     import os
 
-    full_env = {**os.environ, "SPANGAP_MAX_OVERHEAD": "1", **(env or {})}
+    full_env = {**os.environ, **FULL_RATE_ENV, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
     return subprocess.run(
         [sys.executable, str(script)],

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import FULL_RATE_ENV
+
 WORKERS = """
     import json, os, sys, time
     from opentelemetry import trace
@@ -54,9 +56,7 @@ def test_forked_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     script = tmp_path / "workers.py"
     script.write_text(textwrap.dedent(WORKERS))
     snapshot = tmp_path / "snap.json"
-    # Full rate, as in the other exact-count tests: the workers run for a fraction of a
-    # second, and the overhead budget acts after its first tenth of a second.
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "SPANGAP_MAX_OVERHEAD": "1"}
+    env = {**os.environ, **FULL_RATE_ENV, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     proc = subprocess.run(
         [sys.executable, str(script), str(snapshot)],
         capture_output=True,
