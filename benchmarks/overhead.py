@@ -317,6 +317,7 @@ def http_service(
         raise SystemExit(f"HTTP run inconsistent: {load}, server served {server.served}")
     return {
         "value": load["throughput"],
+        "requests": load["total"],
         "wall_s": wall,
         "p50_s": load["p50_s"],
         "p99_s": load["p99_s"],
