@@ -10,6 +10,9 @@ Python for that part.
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+#: The watcher's C API, which _tracking calls directly (shared by both extensions).
+LIVENESS_API = "src/spangap/_liveness_api.h"
+
 
 class OptionalBuildExt(build_ext):
     """Treat a failed compile as "no native reader", not as a failed install."""
@@ -30,8 +33,18 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension("spangap._native", ["src/spangap/_native.c"], optional=True),
-        Extension("spangap._liveness", ["src/spangap/_liveness.c"], optional=True),
-        Extension("spangap._tracking", ["src/spangap/_tracking.c"], optional=True),
+        Extension(
+            "spangap._liveness",
+            ["src/spangap/_liveness.c"],
+            depends=[LIVENESS_API],
+            optional=True,
+        ),
+        Extension(
+            "spangap._tracking",
+            ["src/spangap/_tracking.c"],
+            depends=[LIVENESS_API],
+            optional=True,
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -28,7 +28,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
+
+#include "_liveness_api.h"
 
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
 #error "spangap._liveness knows the frame layout of CPython 3.11 to 3.13 only"
@@ -300,19 +303,12 @@ PyDoc_STRVAR(watch_doc,
 "`now` (a time.perf_counter() value) is when it was seen running. Returns a slot number\n"
 "for ended().");
 
-static PyObject *
-watcher_watch(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
+/* Start watching `frame`; returns its slot, or -1 with an exception set. */
+static Py_ssize_t
+watch_frame(Watcher *w, PyObject *frame, double now)
 {
-    if (nargs != 2 || !PyFrame_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "watch(frame, now) expects a frame and a float");
-        return NULL;
-    }
-    double now = PyFloat_AsDouble(args[1]);
-    if (now == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
     if (lock_slots(w) < 0) {
-        return NULL;
+        return -1;
     }
     Py_ssize_t index = w->free_head;
     if (index >= 0) {
@@ -324,7 +320,8 @@ watcher_watch(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
             Slot *slots = PyMem_Realloc(w->slots, (size_t)grown * sizeof(Slot));
             if (slots == NULL) {
                 pthread_mutex_unlock(&w->lock);
-                return PyErr_NoMemory();
+                PyErr_NoMemory();
+                return -1;
             }
             w->slots = slots;
             w->capacity = grown;
@@ -332,15 +329,55 @@ watcher_watch(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
         index = w->used++;
     }
     Slot *s = &w->slots[index];
-    Py_INCREF(args[0]);
-    s->frame = args[0];
+    Py_INCREF(frame);
+    s->frame = frame;
     s->last_alive = now;
-    s->ended_at = is_running(args[0]) ? 0.0 : now;
+    s->ended_at = is_running(frame) ? 0.0 : now;
     if (w->live++ == 0) {
         pthread_cond_signal(&w->wake); /* the thread sleeps while nothing is watched */
     }
     pthread_mutex_unlock(&w->lock);
-    return PyLong_FromSsize_t(index);
+    return index;
+}
+
+/* Stop watching `index`; 0 with its times, or -1 with an exception set. */
+static int
+end_watch(Watcher *w, Py_ssize_t index, double *last_alive, double *ended_at)
+{
+    if (lock_slots(w) < 0) {
+        return -1;
+    }
+    if (index < 0 || index >= w->used || w->slots[index].frame == NULL) {
+        pthread_mutex_unlock(&w->lock);
+        PyErr_SetString(PyExc_KeyError, "no such watched call");
+        return -1;
+    }
+    Slot *s = &w->slots[index];
+    *last_alive = s->last_alive;
+    *ended_at = s->ended_at;
+    PyObject *frame = s->frame;
+    s->frame = NULL;
+    s->last_alive = (double)w->free_head; /* free list link */
+    w->free_head = index;
+    w->live--;
+    pthread_mutex_unlock(&w->lock);
+    Py_DECREF(frame); /* after unlocking: a finalizer may run Python code */
+    return 0;
+}
+
+static PyObject *
+watcher_watch(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyFrame_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "watch(frame, now) expects a frame and a float");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t index = watch_frame(w, args[0], now);
+    return index < 0 ? NULL : PyLong_FromSsize_t(index);
 }
 
 PyDoc_STRVAR(ended_doc,
@@ -355,23 +392,10 @@ watcher_ended(Watcher *w, PyObject *arg)
     if (index == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (lock_slots(w) < 0) {
+    double last_alive, ended_at;
+    if (end_watch(w, index, &last_alive, &ended_at) < 0) {
         return NULL;
     }
-    if (index < 0 || index >= w->used || w->slots[index].frame == NULL) {
-        pthread_mutex_unlock(&w->lock);
-        PyErr_SetString(PyExc_KeyError, "no such watched call");
-        return NULL;
-    }
-    Slot *s = &w->slots[index];
-    double last_alive = s->last_alive, ended_at = s->ended_at;
-    PyObject *frame = s->frame;
-    s->frame = NULL;
-    s->last_alive = (double)w->free_head; /* free list link */
-    w->free_head = index;
-    w->live--;
-    pthread_mutex_unlock(&w->lock);
-    Py_DECREF(frame); /* after unlocking: a finalizer may run Python code */
     return Py_BuildValue("(dd)", last_alive, ended_at);
 }
 
@@ -466,6 +490,26 @@ static struct PyModuleDef liveness_module = {
     NULL,
 };
 
+/* The C API _tracking calls directly, without a Python call per watched call. */
+static int
+api_watch(PyObject *watcher, PyObject *frame, double now)
+{
+    Py_ssize_t index = watch_frame((Watcher *)watcher, frame, now);
+    if (index > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many watched calls");
+        return -1;
+    }
+    return (int)index;
+}
+
+static int
+api_ended(PyObject *watcher, int slot, double *last_alive, double *ended_at)
+{
+    return end_watch((Watcher *)watcher, slot, last_alive, ended_at);
+}
+
+static SpangapLivenessAPI liveness_api = {&WatcherType, api_watch, api_ended};
+
 PyMODINIT_FUNC
 PyInit__liveness(void)
 {
@@ -479,6 +523,12 @@ PyInit__liveness(void)
     Py_INCREF(&WatcherType);
     if (PyModule_AddObject(module, "Watcher", (PyObject *)&WatcherType) < 0) {
         Py_DECREF(&WatcherType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New(&liveness_api, SPANGAP_LIVENESS_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(module, "_C_API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(module);
         return NULL;
     }

@@ -28,11 +28,15 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *var = args[0], *thread_ids = args[1], *item_key = args[2], *cache = args[3];
     PyObject *is_active = args[4];
-    /* First collect (tid, value) without running any Python code: is_active may let
-     * other threads run, and a thread that ends frees its PyThreadState. */
-    PyObject *found = PyList_New(0);
-    if (found == NULL)
+    PyObject *result = PySet_New(NULL);
+    if (result == NULL)
         return NULL;
+    /* First pass, over the interpreter's threads: it must run no Python code, since
+     * that may let other threads run, and a thread that ends frees its PyThreadState.
+     * Thread ids are ints and the span key a str, so every lookup here stays in C. A
+     * thread whose span is the one cached for it is answered here; the others are
+     * collected as (tid, span) for is_active, called in the second pass. */
+    PyObject *unknown = NULL;
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
@@ -43,22 +47,19 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (key == NULL)
             goto error;
         int wanted = PyDict_Contains(thread_ids, key);
-        if (wanted <= 0) {
+        PyObject *value = wanted > 0 ? PyObject_GetItem(ctx, var) : NULL;
+        if (value == NULL) {
             Py_DECREF(key);
             if (wanted < 0)
                 goto error;
+            if (wanted > 0) { /* no Context set in this thread: not spanned */
+                if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                    goto error;
+                PyErr_Clear();
+            }
             continue;
         }
-        PyObject *value = PyObject_GetItem(ctx, var); /* no Python code: see above */
-        if (value == NULL) {
-            Py_DECREF(key);
-            if (!PyErr_ExceptionMatches(PyExc_KeyError))
-                goto error;
-            PyErr_Clear();
-            continue;
-        }
-        /* The item, from the dict itself: a dict subclass's own __getitem__ is not run.
-         * The key is a str, so the lookup runs no Python code either. */
+        /* The item, from the dict itself: a dict subclass's own __getitem__ is not run. */
         PyObject *item = PyDict_Check(value) ? PyDict_GetItemWithError(value, item_key) : NULL;
         Py_XINCREF(item);
         Py_DECREF(value);
@@ -68,51 +69,51 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 goto error;
             continue;
         }
-        PyObject *pair = PyTuple_Pack(2, key, item);
-        Py_DECREF(key);
-        Py_DECREF(item);
-        if (pair == NULL || PyList_Append(found, pair) < 0) {
-            Py_XDECREF(pair);
-            goto error;
-        }
-        Py_DECREF(pair);
-    }
-    PyObject *result = PySet_New(NULL);
-    if (result == NULL)
-        goto error;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(found); i++) {
-        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(found, i), 0);
-        PyObject *value = PyTuple_GET_ITEM(PyList_GET_ITEM(found, i), 1);
         PyObject *cached = PyDict_GetItemWithError(cache, key); /* borrowed */
-        int active;
+        int status = 0;
         if (cached != NULL && PyTuple_Check(cached) && PyTuple_GET_SIZE(cached) == 2
-            && PyTuple_GET_ITEM(cached, 0) == value) {
-            active = PyTuple_GET_ITEM(cached, 1) == Py_True;
+            && PyTuple_GET_ITEM(cached, 0) == item) {
+            if (PyTuple_GET_ITEM(cached, 1) == Py_True)
+                status = PySet_Add(result, key);
+        }
+        else if (PyErr_Occurred()) {
+            status = -1;
         }
         else {
-            if (cached == NULL && PyErr_Occurred())
-                goto error_result;
-            PyObject *answer = PyObject_CallOneArg(is_active, value);
-            active = answer == NULL ? -1 : PyObject_IsTrue(answer);
-            Py_XDECREF(answer);
-            if (active < 0)
-                goto error_result;
-            PyObject *entry = PyTuple_Pack(2, value, active ? Py_True : Py_False);
-            if (entry == NULL || PyDict_SetItem(cache, key, entry) < 0) {
-                Py_XDECREF(entry);
-                goto error_result;
-            }
-            Py_DECREF(entry);
+            PyObject *pair = PyTuple_Pack(2, key, item);
+            if (unknown == NULL)
+                unknown = PyList_New(0);
+            status = pair == NULL || unknown == NULL ? -1 : PyList_Append(unknown, pair);
+            Py_XDECREF(pair);
         }
-        if (active && PySet_Add(result, key) < 0)
-            goto error_result;
+        Py_DECREF(key);
+        Py_DECREF(item);
+        if (status < 0)
+            goto error;
     }
-    Py_DECREF(found);
+    /* Second pass: spans not seen before, through is_active (Python code may run). */
+    for (Py_ssize_t i = 0; unknown != NULL && i < PyList_GET_SIZE(unknown); i++) {
+        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(unknown, i), 0);
+        PyObject *item = PyTuple_GET_ITEM(PyList_GET_ITEM(unknown, i), 1);
+        PyObject *answer = PyObject_CallOneArg(is_active, item);
+        int active = answer == NULL ? -1 : PyObject_IsTrue(answer);
+        Py_XDECREF(answer);
+        if (active < 0)
+            goto error;
+        PyObject *entry = PyTuple_Pack(2, item, active ? Py_True : Py_False);
+        if (entry == NULL || PyDict_SetItem(cache, key, entry) < 0) {
+            Py_XDECREF(entry);
+            goto error;
+        }
+        Py_DECREF(entry);
+        if (active && PySet_Add(result, key) < 0)
+            goto error;
+    }
+    Py_XDECREF(unknown);
     return result;
-error_result:
-    Py_DECREF(result);
 error:
-    Py_DECREF(found);
+    Py_XDECREF(unknown);
+    Py_DECREF(result);
     return NULL;
 }
 

@@ -19,6 +19,8 @@
 #include <Python.h>
 #include <frameobject.h>
 
+#include "_liveness_api.h"
+
 #if PY_VERSION_HEX < 0x030B0000
 #error "spangap._tracking needs CPython 3.11 or later (PyFrame_GetLasti)"
 #endif
@@ -85,8 +87,8 @@ typedef struct {
     PyObject *example;      /* (frames, infos) -> the example stack, see tracker.py */
     PyObject *exampled;     /* set: CodeInfos whose operations already had an example */
     PyObject *pending;      /* list: completed operations not yet taken */
-    PyObject *watch;        /* watcher.watch or NULL */
-    PyObject *ended;        /* watcher.ended or NULL */
+    PyObject *watcher;      /* the native watcher, called through `api`, or NULL */
+    const SpangapLivenessAPI *api;
     PyObject *tracks;       /* dict: tid -> capsule(Track) */
     CodeEntry *cache;
     Py_ssize_t cache_cap, cache_used;
@@ -206,40 +208,22 @@ code_entry(Tracker *self, PyFrameObject *frame)
     return slot;
 }
 
-/* -- the liveness watcher (through its Python methods) --------------------------------- */
+/* -- the liveness watcher, through its C API ------------------------------------------ */
 
 static int
 watcher_watch(Tracker *self, PyObject *frame, double now, int *slot)
 {
-    PyObject *t = PyFloat_FromDouble(now);
-    if (t == NULL)
+    int index = self->api->watch(self->watcher, frame, now);
+    if (index < 0)
         return -1;
-    PyObject *args[2] = {frame, t};
-    PyObject *r = PyObject_Vectorcall(self->watch, args, 2, NULL);
-    Py_DECREF(t);
-    if (r == NULL)
-        return -1;
-    long value = PyLong_AsLong(r);
-    Py_DECREF(r);
-    if (value == -1 && PyErr_Occurred())
-        return -1;
-    *slot = (int)value;
+    *slot = index;
     return 0;
 }
 
 static int
 watcher_ended(Tracker *self, int slot, double *alive, double *ended)
 {
-    PyObject *arg = PyLong_FromLong(slot);
-    if (arg == NULL)
-        return -1;
-    PyObject *r = PyObject_CallOneArg(self->ended, arg);
-    Py_DECREF(arg);
-    if (r == NULL)
-        return -1;
-    int ok = PyArg_ParseTuple(r, "dd", alive, ended);
-    Py_DECREF(r);
-    return ok ? 0 : -1;
+    return self->api->ended(self->watcher, slot, alive, ended);
 }
 
 /* -- tracks ---------------------------------------------------------------------------- */
@@ -362,7 +346,7 @@ untrack(Tracker *self, Track *t, Elem *e)
     e->live = 0;
     t->live--;
     Py_CLEAR(e->lost_from);
-    if (e->slot >= 0 && self->ended != NULL) {
+    if (e->slot >= 0 && self->api != NULL) {
         double alive, ended;
         if (watcher_ended(self, e->slot, &alive, &ended) < 0)
             status = -1;
@@ -483,7 +467,7 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
 {
     Elem *call = &t->stack[pos];
     double last_seen = t->prev_time, gone = now;
-    if (call->slot >= 0 && self->ended != NULL) {
+    if (call->slot >= 0 && self->api != NULL) {
         double alive, ended;
         int slot = call->slot;
         call->slot = -1;
@@ -630,7 +614,7 @@ push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count,
         Py_XINCREF(lost_from);
         e->lost_from = lost_from;
         t->live++;
-        if (self->watch != NULL && !(e->flags & F_RESUMABLE)) {
+        if (self->api != NULL && !(e->flags & F_RESUMABLE)) {
             if (watcher_watch(self, frame, now, &e->slot) < 0) {
                 status = -1;
                 break;
@@ -951,12 +935,13 @@ tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "threshold and interval must be positive");
         return -1;
     }
-    PyObject *watch = NULL, *ended = NULL;
+    const SpangapLivenessAPI *api = NULL;
     if (watcher != Py_None) {
-        watch = PyObject_GetAttrString(watcher, "watch");
-        ended = watch ? PyObject_GetAttrString(watcher, "ended") : NULL;
-        if (ended == NULL) {
-            Py_XDECREF(watch);
+        api = PyCapsule_Import(SPANGAP_LIVENESS_CAPSULE, 0);
+        if (api == NULL)
+            return -1;
+        if (!Py_IS_TYPE(watcher, api->watcher_type)) {
+            PyErr_SetString(PyExc_TypeError, "watcher must be a spangap._liveness.Watcher");
             return -1;
         }
     }
@@ -968,8 +953,8 @@ tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->thread_name, thread_name);
     Py_XSETREF(self->lost_context, lost_context);
     Py_XSETREF(self->example, example);
-    Py_XSETREF(self->watch, watch);
-    Py_XSETREF(self->ended, ended);
+    Py_XSETREF(self->watcher, api != NULL ? Py_NewRef(watcher) : NULL);
+    self->api = api;
     if (self->tracks == NULL && (self->tracks = PyDict_New()) == NULL)
         return -1;
     if (self->exampled == NULL && (self->exampled = PySet_New(NULL)) == NULL)
@@ -991,8 +976,7 @@ tracker_traverse(Tracker *self, visitproc visit, void *arg)
     Py_VISIT(self->example);
     Py_VISIT(self->exampled);
     Py_VISIT(self->pending);
-    Py_VISIT(self->watch);
-    Py_VISIT(self->ended);
+    Py_VISIT(self->watcher);
     Py_VISIT(self->tracks);
     return 0;
 }
@@ -1006,8 +990,8 @@ tracker_gc_clear(Tracker *self)
     Py_CLEAR(self->example);
     Py_CLEAR(self->exampled);
     Py_CLEAR(self->pending);
-    Py_CLEAR(self->watch);
-    Py_CLEAR(self->ended);
+    Py_CLEAR(self->watcher);
+    self->api = NULL;
     Py_CLEAR(self->tracks);
     cache_clear(self);
     return 0;

@@ -4,6 +4,8 @@ from collections.abc import Callable, Container, Mapping
 from types import FrameType
 from typing import Any
 
+from ._liveness import Watcher
+
 class ThreadTracker:
     interval: float
     @property
@@ -16,7 +18,7 @@ class ThreadTracker:
         example: Callable[[tuple[tuple[FrameType, ...], tuple[Any, ...]]], tuple[str, ...]],
         threshold: float,
         interval: float,
-        watcher: object | None = None,
+        watcher: Watcher | None = None,
     ) -> None: ...
     def observe(
         self,
