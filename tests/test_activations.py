@@ -3,6 +3,7 @@ application's attach alone."""
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from opentelemetry import context, trace
@@ -14,6 +15,7 @@ VALID = SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFla
 
 
 def test_notes_the_first_span_activation_per_thread_once() -> None:
+    """Once per thread between two looks, with the frames running at that moment."""
     hook = Activations()
     try:
         me = {threading.get_ident(): None}
@@ -26,7 +28,9 @@ def test_notes_the_first_span_activation_per_thread_once() -> None:
         with trace.use_span(NonRecordingSpan(VALID)):
             pass
         first = hook.since_last(me, me)
-        assert list(first) == list(me) and first[threading.get_ident()] > 0
+        assert list(first) == list(me)
+        running = first[threading.get_ident()]  # the calls running at the first one
+        assert sys._getframe() in running
         assert hook.since_last(me, me) == {}  # taken as seen
     finally:
         hook.close()
@@ -66,3 +70,20 @@ def test_close_restores_attach_and_a_failing_check_never_reaches_the_caller() ->
     finally:
         hook.close()
     assert "attach" not in vars(runtime)
+
+
+def test_a_wrapper_that_close_must_leave_in_place_notes_nothing() -> None:
+    """When someone wrapped ``attach`` after us, close() leaves our wrapper under theirs;
+    it then notes nothing, so no frames pile up for threads nobody examines."""
+    runtime = context._RUNTIME_CONTEXT  # type: ignore[attr-defined]
+    hook = Activations()
+    ours = runtime.attach
+    runtime.attach = lambda ctx: ours(ctx)  # another library wraps after us
+    try:
+        hook.close()
+        with trace.use_span(NonRecordingSpan(VALID)):
+            pass
+        me = {threading.get_ident(): None}
+        assert hook.since_last(me, me) == {}
+    finally:
+        del vars(runtime)["attach"]

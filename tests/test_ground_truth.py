@@ -256,3 +256,34 @@ def test_a_short_span_between_two_wide_samples_still_clears_the_call(
     assert counted[f"{__name__}:dark_around_a_short_span"] == 0
     assert counted[w.site("spanned_body")] == 0
     assert counted[w.site("dark_sleep")] > 0
+
+
+def dark_then_a_short_span() -> None:
+    """100 ms dark, then a 1 ms span just before it returns: never counted."""
+    time.sleep(0.1)
+    with w.TRACER.start_as_current_span("late"):
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("tracker", ["native", "python"])
+def test_a_short_span_just_before_a_call_returns_clears_it(
+    tracker: str, start_detector, service_sized_heap, monkeypatch
+) -> None:
+    """At a 40 ms interval, samples see such a call dark two or three times and then
+    gone; the span came and went between two samples, and the liveness watcher (one
+    look per interval) rarely looks after it. The frames running when the span was made
+    current show that the call was one of them. Dark calls beside it still count."""
+    wide = Setting(0.040, 1)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    detector = start_detector(include=[__name__, "gt_workloads"], tracker=tracker)
+
+    def body() -> None:
+        for _ in range(5):
+            dark_then_a_short_span()
+            w.dark_sleep(0.1)
+
+    w.run_all([body, body])
+    detector.stop()
+    counted = counts_by_site(detector)
+    assert counted[f"{__name__}:dark_then_a_short_span"] == 0
+    assert counted[w.site("dark_sleep")] > 0

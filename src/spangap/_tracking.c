@@ -69,7 +69,8 @@ typedef struct {
     Py_ssize_t len, cap;
     Py_ssize_t live, inscope;
     double prev_time;
-    double activated_at; /* first span activation since the previous sample, or 0 */
+    PyObject *activation; /* borrowed, during observe(): the frames running when a span
+                           * was first made current since the previous sample, or NULL */
     long long samples, nonidle;
     int idle;
     int has_wait;
@@ -367,17 +368,29 @@ taint(Tracker *self, Track *t)
     return status;
 }
 
-/* tracker._taint_kept: a span was activated since the previous sample, so the calls on
- * the stack then and still on it now were not dark throughout. Calls first seen now
- * and resumable frames (perhaps suspended meanwhile) are left alone. */
+/* Whether `frame` was running when a span was made current since the previous sample. */
 static int
-taint_kept(Tracker *self, Track *t, double now)
+ran_under_activation(Track *t, PyObject *frame)
+{
+    PyObject *running = t->activation;
+    if (running == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(running); i++)
+        if (PyTuple_GET_ITEM(running, i) == frame)
+            return 1;
+    return 0;
+}
+
+/* tracker._untrack_activated: a span was made current since the previous sample; the
+ * calls followed then that were running at that moment were not dark throughout,
+ * whether they are still running or have returned since. */
+static int
+untrack_activated(Tracker *self, Track *t)
 {
     int status = 0;
     for (Py_ssize_t i = 0; i < t->len; i++) {
         Elem *e = &t->stack[i];
-        if (e->live && e->first_seen < now && !(e->flags & F_RESUMABLE)
-            && untrack(self, t, e) < 0)
+        if (e->live && ran_under_activation(t, e->frame) && untrack(self, t, e) < 0)
             status = -1;
     }
     return status;
@@ -485,14 +498,11 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
                       + (after < half ? after : half);
     long long samples = t->samples - call->sample_start;
     long long nonidle = t->nonidle - call->nonidle_start;
-    /* A span was activated on this thread while the call was still running. */
-    int spanned_meanwhile = t->activated_at > 0.0 && t->activated_at <= last_seen
-                            && !(call->flags & F_RESUMABLE);
     Elem *parent = NULL;
     for (Py_ssize_t i = pos - 1; i >= 0 && parent == NULL; i--)
         if (t->stack[i].live)
             parent = &t->stack[i];
-    if (nonidle <= 0 || samples <= 0 || duration < self->threshold || spanned_meanwhile) {
+    if (nonidle <= 0 || samples <= 0 || duration < self->threshold) {
         if (parent != NULL)
             parent->child_s += call->child_s; /* pass counted descendants' time upward */
         return 0;
@@ -592,7 +602,7 @@ push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count,
         t->len++;
         if (e->flags & F_IN_SCOPE)
             t->inscope++;
-        if (!(e->flags & F_COUNTABLE) || spanned)
+        if (!(e->flags & F_COUNTABLE) || spanned || ran_under_activation(t, frame))
             continue;
         if (!looked_up) {
             looked_up = 1;
@@ -625,6 +635,50 @@ push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count,
     return status;
 }
 
+#define SMALL_CHAIN 128
+
+/* The chain from `frame` (a new reference, taken over) to the thread's root, leaf first,
+ * as new references: in `small` (SMALL_CHAIN slots) or, for deeper stacks, in a block
+ * that release_chain() frees. Returns the length, or -1 with MemoryError set. */
+static Py_ssize_t
+collect_chain(PyFrameObject *frame, PyObject **small, PyObject ***chain)
+{
+    PyObject **frames = small;
+    Py_ssize_t n = 0, cap = SMALL_CHAIN;
+    while (frame != NULL) {
+        if (n == cap) {
+            PyObject **grown = PyMem_Malloc((size_t)cap * 2 * sizeof(PyObject *));
+            if (grown == NULL) {
+                Py_DECREF(frame);
+                for (Py_ssize_t i = 0; i < n; i++)
+                    Py_DECREF(frames[i]);
+                if (frames != small)
+                    PyMem_Free(frames);
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(grown, frames, (size_t)n * sizeof(PyObject *));
+            if (frames != small)
+                PyMem_Free(frames);
+            frames = grown;
+            cap *= 2;
+        }
+        frames[n++] = (PyObject *)frame;
+        frame = PyFrame_GetBack(frame);
+    }
+    *chain = frames;
+    return n;
+}
+
+static void
+release_chain(PyObject **chain, Py_ssize_t n, PyObject **small)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(chain[i]);
+    if (chain != small)
+        PyMem_Free(chain);
+}
+
 /* tracker._restructure: the leaf changed; end the calls that returned, push new ones. */
 static int
 restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned, double now)
@@ -632,32 +686,12 @@ restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned,
     /* The whole chain, leaf first, as new references. Comparing it root-first with the
      * old stack keeps exactly the common prefix: a generator resumed by a different
      * caller is not taken for the call we knew. */
-    PyObject *small[128];
-    PyObject **chain = small;
-    Py_ssize_t n = 0, cap = 128;
-    PyFrameObject *frame = (PyFrameObject *)leaf;
-    Py_INCREF(frame);
-    while (frame != NULL) {
-        if (n == cap) {
-            PyObject **grown = PyMem_Malloc((size_t)cap * 2 * sizeof(PyObject *));
-            if (grown == NULL) {
-                Py_DECREF(frame);
-                for (Py_ssize_t i = 0; i < n; i++)
-                    Py_DECREF(chain[i]);
-                if (chain != small)
-                    PyMem_Free(chain);
-                PyErr_NoMemory();
-                return -1;
-            }
-            memcpy(grown, chain, (size_t)n * sizeof(PyObject *));
-            if (chain != small)
-                PyMem_Free(chain);
-            chain = grown;
-            cap *= 2;
-        }
-        chain[n++] = (PyObject *)frame;
-        frame = PyFrame_GetBack(frame);
-    }
+    PyObject *small[SMALL_CHAIN];
+    PyObject **chain;
+    Py_INCREF(leaf);
+    Py_ssize_t n = collect_chain((PyFrameObject *)leaf, small, &chain);
+    if (n < 0)
+        return -1;
     Py_ssize_t keep = 0;
     while (keep < t->len && keep < n && t->stack[keep].frame == chain[n - 1 - keep])
         keep++;
@@ -668,10 +702,7 @@ restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned,
         status = -1;
     if (status == 0 && keep < n && push(self, tid, t, chain, n - keep, spanned, now) < 0)
         status = -1;
-    for (Py_ssize_t i = 0; i < n; i++)
-        Py_DECREF(chain[i]);
-    if (chain != small)
-        PyMem_Free(chain);
+    release_chain(chain, n, small);
     forget_wait(t); /* where it waits is worked out again for the new leaf */
     t->idle = is_idle(t);
     return status;
@@ -738,10 +769,12 @@ account(Track *t, int spanned, double now)
 /* -- the type -------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(observe_doc,
-"observe(frames, spanned, now, alive)\n\n"
+"observe(frames, spanned, now, alive, activated=None)\n\n"
 "One sample of thread stacks, as CallTracker.observe: ``frames`` maps thread id to\n"
 "innermost frame for the threads examined this tick, ``spanned`` holds the ids whose\n"
-"context has an active span, ``alive`` every live thread id.");
+"context has an active span, ``alive`` every live thread id, ``activated`` maps a\n"
+"thread id to the frames (a tuple) that were running when a span was first made\n"
+"current in that thread since its previous sample.");
 
 static PyObject *
 tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
@@ -787,33 +820,30 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
             break;
         }
-        t->activated_at = 0.0;
+        t->activation = NULL;
         if (activated != NULL) {
-            PyObject *at = PyDict_GetItemWithError(activated, tid);
-            if (at != NULL)
-                t->activated_at = PyFloat_AsDouble(at);
+            t->activation = PyDict_GetItemWithError(activated, tid); /* borrowed */
+            if (t->activation != NULL && !PyTuple_Check(t->activation)) {
+                PyErr_SetString(PyExc_TypeError, "observe() needs tuples of frames");
+                t->activation = NULL;
+            }
             if (PyErr_Occurred()) {
-                t->activated_at = 0.0;
                 status = -1;
                 break;
             }
         }
-        if (leaf_of(t) != leaf) {
-            if (restructure(self, tid, t, leaf, is_spanned, now) < 0) {
+        /* First, before calls that returned are completed (and perhaps counted). */
+        if (t->activation != NULL && t->live && untrack_activated(self, t) < 0)
+            status = -1;
+        if (status == 0 && leaf_of(t) != leaf) {
+            if (restructure(self, tid, t, leaf, is_spanned, now) < 0)
                 status = -1;
-                break;
-            }
         }
-        else if (is_spanned && t->live && taint(self, t) < 0) {
+        else if (status == 0 && is_spanned && t->live && taint(self, t) < 0)
             status = -1;
+        t->activation = NULL;
+        if (status < 0)
             break;
-        }
-        if (t->activated_at > 0.0 && t->live && taint_kept(self, t, now) < 0) {
-            t->activated_at = 0.0;
-            status = -1;
-            break;
-        }
-        t->activated_at = 0.0;
         int coverage = account(t, is_spanned, now);
         if (coverage < 0) {
             status = -1;
@@ -1034,11 +1064,47 @@ static PyTypeObject TrackerType = {
     .tp_getset = tracker_getset,
 };
 
+/* -- module functions ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(caller_frames_doc,
+"caller_frames() -> tuple[FrameType, ...]\n\n"
+"The frames of the calling thread, leaf first, from the caller of the Python function\n"
+"that calls this one up to the thread's root: the calls running at this moment.");
+
+static PyObject *
+caller_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    PyFrameObject *current = PyEval_GetFrame(); /* borrowed: the calling Python function */
+    if (current == NULL)
+        return PyTuple_New(0);
+    PyObject *small[SMALL_CHAIN];
+    PyObject **frames;
+    Py_ssize_t n = collect_chain(PyFrame_GetBack(current), small, &frames);
+    if (n < 0)
+        return NULL;
+    PyObject *result = PyTuple_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (result != NULL)
+            PyTuple_SET_ITEM(result, i, frames[i]); /* steals the reference */
+        else
+            Py_DECREF(frames[i]);
+    }
+    if (frames != small)
+        PyMem_Free(frames);
+    return result;
+}
+
+static PyMethodDef module_functions[] = {
+    {"caller_frames", caller_frames, METH_NOARGS, caller_frames_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef tracking_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "spangap._tracking",
     .m_doc = "The call tracker's per-thread hot path in C; tracker.py is the reference.",
     .m_size = -1,
+    .m_methods = module_functions,
 };
 
 PyMODINIT_FUNC

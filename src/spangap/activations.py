@@ -8,25 +8,27 @@ overhead budget widens it), the more often that happens.
 
 So the detector also notes, per thread, the first ``context.attach`` of a Context that
 holds an active span since the sampler last examined the thread: that is how
-``start_as_current_span`` and ``use_span`` make a span current. A span was then active
-at that moment, so a call that was running then was not dark throughout and is not
-counted: every call on the stack at both samples (so throughout), and a call that has
-ended since, if the liveness watcher saw it still running after that moment. A call
-that began after the previous sample is left alone (the span may have come before it),
-and so is one whose end the watcher did not see past that moment. A span carried in by
-``Context.run`` is not an attach; samples see it.
+``start_as_current_span`` and ``use_span`` make a span current. It keeps the frames
+running at that moment (the thread's stack, which the attach wrapper reads on its own
+thread). A span was active then, so none of those calls was dark throughout, and the
+tracker does not count them: neither the calls it was following nor calls that began
+after the previous sample, whether they have returned since or are still running. A
+span carried in by ``Context.run`` is not an attach; samples see it.
 
-The wrapper runs on the application's thread inside ``attach``: it reads the Context it
-was given and, the first time per thread between two samples, the clock; it can
-neither raise into the caller nor change what is attached. It costs the host about a
-microsecond per span activation.
+Only the first activation between two samples is kept: a call that begins after it and
+opens a span of its own before the next sample, with no sample inside either span, is
+still counted. The wrapper runs on the application's thread inside ``attach``: it reads
+the Context it was given and, the first time per thread between two samples, the stack;
+it can neither raise into the caller nor change what is attached. The frames are held
+until the next sample of the thread, as the tracker holds the frames it follows.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,29 +36,50 @@ from opentelemetry import context as otel_context
 from .spanstate import forget_ended, span_is_active
 
 
+def _caller_frames() -> Callable[[], tuple[FrameType, ...]]:
+    """The C ``caller_frames`` when built, else the same walk in Python: the frames
+    from the caller of the function that calls it up to the thread's root."""
+    try:
+        from ._tracking import caller_frames
+    except ImportError:
+        return _caller_frames_in_python
+    return caller_frames
+
+
+def _caller_frames_in_python() -> tuple[FrameType, ...]:
+    frames = []
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return tuple(frames)
+
+
 class Activations:
-    """Notes, per thread, the first moment a span was activated since the sampler last
-    examined that thread."""
+    """Notes, per thread, the frames running at the first span activation since the
+    sampler last examined that thread."""
 
     def __init__(self) -> None:
         runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
         if runtime is None:
             raise RuntimeError("OpenTelemetry's runtime context is not available")
         self._runtime = runtime
-        self._first: dict[int, float] = {}  # thread id -> first activation since taken
+        # thread id -> the frames running at its first activation since last taken
+        self._first: dict[int, tuple[FrameType, ...]] = {}
         first = self._first
+        self._noting = noting = [True]  # close() stops a wrapper that must stay in place
         get_ident = threading.get_ident
-        clock = time.perf_counter
+        running = _caller_frames()
         original = runtime.attach
         self._previous = runtime.__dict__.get("attach")  # another wrapper, if any
 
         def attach(ctx: Any) -> Any:
             token = original(ctx)
             try:
-                if span_is_active(ctx):
+                if noting[0] and span_is_active(ctx):
                     tid = get_ident()
                     if tid not in first:
-                        first[tid] = clock()
+                        first[tid] = running()
             except Exception:  # never fail the application's attach
                 pass
             return token
@@ -66,9 +89,9 @@ class Activations:
 
     def since_last(
         self, examined: Mapping[int, object], alive: Mapping[int, object]
-    ) -> dict[int, float]:
+    ) -> dict[int, tuple[FrameType, ...]]:
         """For the threads in ``examined`` (this tick's) that activated a span since
-        they were last examined: the time of the first such activation. ``alive`` holds
+        they were last examined: the frames running at the first such activation. ``alive`` holds
         every live thread, so that entries of ended threads are dropped."""
         first = self._first
         if not first:
@@ -76,7 +99,7 @@ class Activations:
         # list() copies the keys in one step under the GIL: the application's threads
         # add entries concurrently, and iterating the dict itself could see it change.
         threads = list(first)
-        taken = {tid: first.pop(tid, 0.0) for tid in threads if tid in examined}
+        taken = {tid: first.pop(tid, ()) for tid in threads if tid in examined}
         if len(threads) > len(alive) + 16:
             forget_ended(first, alive)
         return taken
@@ -87,7 +110,10 @@ class Activations:
 
     def close(self) -> None:
         """Remove the wrapper, unless someone wrapped ``attach`` after us (then leave the
-        harmless wrapper in place rather than break theirs)."""
+        wrapper in place, noting nothing, rather than break theirs), and drop the notes
+        (they hold frames)."""
+        self._noting[0] = False
+        self._first.clear()
         attrs = self._runtime.__dict__
         if attrs.get("attach") is self._attach:
             if self._previous is not None:

@@ -137,11 +137,14 @@ class _Call:
         self.slot = -1  # the liveness watcher's slot, if it follows this call
 
 
+_NO_ACTIVATION: frozenset[int] = frozenset()
+
+
 class _ThreadTrack:
     """What the tracker remembers about one thread between samples."""
 
     __slots__ = (
-        "activated_at",
+        "activation",
         "calls",
         "idle",
         "index",
@@ -171,7 +174,9 @@ class _ThreadTrack:
         self.prev_time = now
         self.samples = 0
         self.nonidle = 0
-        self.activated_at = 0.0  # first span activation since the previous sample, or 0
+        # During observe(): ids of the frames running when a span was first made current
+        # since the previous sample (the frames themselves are held by the caller).
+        self.activation: frozenset[int] = _NO_ACTIVATION
         self.inscope = 0  # number of in-scope frames on the stack
         self.idle = False
         self.wait: str | None = None
@@ -251,14 +256,15 @@ class CallTracker:
         spanned: set[int],
         now: float,
         alive: Mapping[int, object] | None = None,
-        activated: Mapping[int, float] | None = None,
+        activated: dict[int, tuple[FrameType, ...]] | None = None,
     ) -> None:
         """Take one sample: ``frames`` maps thread id -> innermost frame, for the threads
         examined this tick; ``alive`` holds every live thread id (default: those in
         ``frames``), so that a thread skipped this tick is not taken for ended.
-        ``activated`` maps a thread to the time of its first span activation since its
-        previous sample (activations.py): a call still running at that time, whether
-        it ended since or is still on the stack, was not dark throughout.
+        ``activated`` maps a thread to the frames that were running when a span was
+        first made current in it since its previous sample (activations.py): those
+        calls were not dark throughout, whether they ended since, are still on the
+        stack, or began after the previous sample.
 
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
@@ -277,14 +283,16 @@ class CallTracker:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
             weight = min(now - track.prev_time, cap) if track.samples else interval
             is_spanned = tid in spanned
-            track.activated_at = activated.get(tid, 0.0) if activated else 0.0
+            running = activated.get(tid) if activated else None
+            if running:
+                track.activation = frozenset(map(id, running))
+                if track.live:  # before calls that returned are completed (and counted)
+                    self._untrack_activated(track)
             if track.leaf is not leaf:
                 self._restructure(tid, track, leaf, is_spanned, now)
             elif is_spanned and track.live:
                 self._taint(track)
-            if track.activated_at and track.live:
-                self._taint_kept(track, now)
-            track.activated_at = 0.0
+            track.activation = _NO_ACTIVATION
             coverage = self._account(track, leaf, is_spanned, now)
             if coverage:
                 in_scope_s += weight
@@ -486,7 +494,7 @@ class CallTracker:
         for frame in reversed(new):
             info = scope.info_of(frame)
             call = None
-            if info.countable and not spanned:
+            if info.countable and not spanned and id(frame) not in track.activation:
                 call = _Call(
                     info,
                     now,
@@ -514,13 +522,13 @@ class CallTracker:
                 self._untrack(track, i, call)
         track.live = 0
 
-    def _taint_kept(self, track: _ThreadTrack, now: float) -> None:
-        """A span was activated since the previous sample: the calls on the stack then
-        and still on it now were not dark throughout. Calls first seen now may have
-        begun after that span, and a resumable frame may have been suspended meanwhile:
-        those are left alone."""
+    def _untrack_activated(self, track: _ThreadTrack) -> None:
+        """A span was made current since the previous sample: the calls followed then
+        that were running at that moment were not dark throughout, whether they are
+        still running or have returned since."""
+        running = track.activation
         for i, call in enumerate(track.calls):
-            if call is not None and call.first_seen < now and not call.info.resumable:
+            if call is not None and id(track.stack[i]) in running:
                 self._untrack(track, i, call)
 
     def _untrack(self, track: _ThreadTrack, pos: int, call: _Call) -> None:
@@ -594,9 +602,7 @@ class CallTracker:
         samples = track.samples - call.sample_start
         nonidle = track.nonidle - call.nonidle_start
         parent = _nearest_call(track.calls, pos)
-        # A span was activated on this thread while the call was still running.
-        spanned_meanwhile = 0.0 < track.activated_at <= last_seen and not call.info.resumable
-        if nonidle <= 0 or samples <= 0 or duration < self._threshold or spanned_meanwhile:
+        if nonidle <= 0 or samples <= 0 or duration < self._threshold:
             if parent is not None:
                 parent.child_s += call.child_s  # pass counted descendants' time upward
             return
