@@ -122,3 +122,46 @@ def test_a_thread_left_out_of_a_tick_keeps_its_span_in_the_fallback_reader() -> 
         release.set()
         thread.join()
         hook.close()
+
+
+def test_opentelemetry_spans_are_answered_from_their_span_context_without_being_kept() -> None:
+    """SDK spans and NonRecordingSpans are judged by their span context's validity in C:
+    is_active is not called and the cache does not keep them (so a span ends its life
+    on the application's thread). A span of another class still goes to is_active."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    from spangap.spanstate import plain_span_types, runtime_context_var
+
+    class OwnSpan(NonRecordingSpan):  # a subclass: not one of the plain types
+        pass
+
+    plain = plain_span_types()
+    assert plain is not None
+    var = runtime_context_var()
+    valid = SpanContext(trace_id=1, span_id=2, is_remote=False)
+    me = threading.get_ident()
+    asked: list[object] = []
+
+    def is_active(span: object) -> bool:
+        asked.append(span)
+        return True
+
+    def answer(span: object) -> tuple[bool, dict[int, tuple[object, bool]]]:
+        token = var.set({_SPAN_KEY: span})
+        cache: dict[int, tuple[object, bool]] = {}
+        try:
+            found = _native.spanned_threads(var, {me: None}, _SPAN_KEY, cache, is_active, plain)
+        finally:
+            var.reset(token)
+        return me in found, cache
+
+    sdk_span = TracerProvider().get_tracer("t").start_span("s")
+    assert answer(sdk_span) == (True, {})
+    assert answer(NonRecordingSpan(valid)) == (True, {})  # sampled out: active
+    assert answer(INVALID_SPAN) == (False, {})
+    assert asked == []
+    own = OwnSpan(valid)
+    assert answer(own) == (True, {me: (own, True)})
+    assert asked == [own]

@@ -10,20 +10,56 @@
 #include <Python.h>
 
 PyDoc_STRVAR(spanned_threads_doc,
-"spanned_threads(var, thread_ids, key, cache, is_active) -> set[int]\n\n"
+"spanned_threads(var, thread_ids, key, cache, is_active, plain=None) -> set[int]\n\n"
 "The ids among `thread_ids` (a dict keyed by thread id) whose executing context holds,\n"
 "in the dict that is its value of `var`, an item `key` for which `is_active(item)` is\n"
 "true. `cache` maps thread id to the last (item, answer): is_active is called only when\n"
 "a thread's item is a different object (the cache holds it, so its id is not reused).\n"
-"With OpenTelemetry: var holds the current Context, key is the span key, item the span.");
+"With OpenTelemetry: var holds the current Context, key is the span key, item the span.\n"
+"`plain` is (span types, SpanContext type): a span of exactly one of those types is\n"
+"answered from its `_context` (a SpanContext, whose item 5 is is_valid), in C and\n"
+"without keeping the span.");
+
+static PyObject *str_context; /* "_context" */
+
+/* For a span of one of the `plain` types: 1 if its SpanContext is valid, 0 if not, -1
+ * if the span does not look as expected (is_active decides then). Runs no Python code:
+ * the Python side admits only types whose attribute access is not customised. */
+static int
+plain_span_is_valid(PyObject *plain, PyObject *span)
+{
+    if (plain == NULL)
+        return -1;
+    PyObject *types = PyTuple_GET_ITEM(plain, 0), *context_type = PyTuple_GET_ITEM(plain, 1);
+    int known = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(types) && !known; i++)
+        known = (PyObject *)Py_TYPE(span) == PyTuple_GET_ITEM(types, i);
+    if (!known)
+        return -1;
+    PyObject *context = PyObject_GetAttr(span, str_context);
+    if (context == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    int valid = -1;
+    if ((PyObject *)Py_TYPE(context) == context_type && PyTuple_GET_SIZE(context) >= 6)
+        valid = PyTuple_GET_ITEM(context, 5) == Py_True;
+    Py_DECREF(context);
+    return valid;
+}
 
 static PyObject *
 spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyContextVar_CheckExact(args[0]) || !PyDict_Check(args[1])
-        || !PyUnicode_CheckExact(args[2]) || !PyDict_Check(args[3])) {
+    PyObject *plain = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
+    if ((nargs != 5 && nargs != 6) || !PyContextVar_CheckExact(args[0]) || !PyDict_Check(args[1])
+        || !PyUnicode_CheckExact(args[2]) || !PyDict_Check(args[3])
+        || (plain != NULL
+            && !(PyTuple_CheckExact(plain) && PyTuple_GET_SIZE(plain) == 2
+                 && PyTuple_Check(PyTuple_GET_ITEM(plain, 0))
+                 && PyType_Check(PyTuple_GET_ITEM(plain, 1))))) {
         PyErr_SetString(PyExc_TypeError, "spanned_threads(var: ContextVar, thread_ids: dict, "
-                                         "key: str, cache: dict, is_active)");
+                                         "key: str, cache: dict, is_active, plain=None)");
         return NULL;
     }
     PyObject *var = args[0], *thread_ids = args[1], *item_key = args[2], *cache = args[3];
@@ -66,6 +102,15 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (item == NULL) { /* no span in this context: not spanned */
             Py_DECREF(key);
             if (PyErr_Occurred())
+                goto error;
+            continue;
+        }
+        int valid = plain_span_is_valid(plain, item);
+        if (valid >= 0) { /* answered from the span itself: nothing cached, nothing kept */
+            int status = valid ? PySet_Add(result, key) : 0;
+            Py_DECREF(key);
+            Py_DECREF(item);
+            if (status < 0)
                 goto error;
             continue;
         }
@@ -134,5 +179,8 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    str_context = PyUnicode_InternFromString("_context");
+    if (str_context == NULL)
+        return NULL;
     return PyModule_Create(&native_module);
 }

@@ -7,5 +7,6 @@ def spanned_threads(
     key: str,
     cache: dict[int, tuple[object, bool]],
     is_active: Callable[[object], bool],
+    plain: tuple[tuple[type, ...], type] | None = None,
     /,
 ) -> set[int]: ...

@@ -80,6 +80,42 @@ def active_span_of(otel_ctx: object) -> Span | None:
     return None
 
 
+def plain_span_types() -> tuple[tuple[type, ...], type] | None:
+    """(span types, SpanContext) for the native reader's fast path: OpenTelemetry's own
+    span classes (the SDK's and ``NonRecordingSpan``), for each of which
+    ``get_span_context()`` returns ``self._context``, as long as nothing customises their
+    attribute access, so reading ``_context`` from C runs no Python code."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+    candidates: list[type] = [NonRecordingSpan]
+    try:
+        from opentelemetry.sdk.trace import _Span
+    except ImportError:
+        pass
+    else:
+        candidates.append(_Span)
+    plain = tuple(
+        t
+        for t in candidates
+        if getattr(t, "__getattribute__", None) is object.__getattribute__
+        and not any("_context" in vars(c) or "__getattr__" in vars(c) for c in t.__mro__)
+        and _returns_own_context(t)
+    )
+    return (plain, SpanContext) if plain and issubclass(SpanContext, tuple) else None
+
+
+def _returns_own_context(span_type: type) -> bool:
+    """Whether ``get_span_context`` of ``span_type`` is the plain ``return self._context``
+    (checked on a bare instance that has only that attribute)."""
+    probe: Any = object.__new__(span_type)
+    marker = object()
+    try:
+        probe._context = marker
+        return bool(probe.get_span_context() is marker)
+    except Exception:
+        return False
+
+
 def runtime_context_var() -> Any:
     """The ContextVar in which OpenTelemetry keeps its current Context, or None."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
@@ -99,6 +135,7 @@ class NativeReader:
             raise RuntimeError("OpenTelemetry's runtime context is not the contextvars one")
         self._spanned = _native.spanned_threads
         self._var = var
+        self._plain = plain_span_types()
         # Per thread: the last span seen in its Context and the answer for it. A span's
         # span context never changes, so the same object always gives the same answer;
         # the reference we hold keeps its id from being reused.
@@ -112,7 +149,7 @@ class NativeReader:
         alive_ids = ids if alive is None else alive
         if len(last) > len(alive_ids) + 16:  # a cache: pruned once ended threads pile up
             forget_ended(last, alive_ids)
-        return self._spanned(self._var, ids, _SPAN_KEY, last, span_is_valid)
+        return self._spanned(self._var, ids, _SPAN_KEY, last, span_is_valid, self._plain)
 
     def reset(self) -> None:
         """Forget per-thread answers (a forked child has new threads)."""
