@@ -46,15 +46,38 @@ def outer(gates: list[threading.Lock], tail: threading.Lock) -> None:
     leaf_wait(tail)
 
 
+def generator_body(gates: list[threading.Lock]) -> Iterator[None]:
+    for gate in gates:
+        leaf_wait(gate)
+        yield
+
+
+def drive(steps: Iterator[None], times: int) -> None:
+    for _ in range(times):
+        next(steps, None)
+
+
+def resume_elsewhere(steps: Iterator[None]) -> None:
+    next(steps, None)
+
+
+def outer_with_generator(gates: list[threading.Lock], tail: threading.Lock) -> None:
+    """One generator, resumed twice by one caller, then by another."""
+    steps = generator_body(gates)
+    drive(steps, 2)
+    resume_elsewhere(steps)
+    leaf_wait(tail)
+
+
 class Worker:
     """A real thread whose stack the test moves from one known state to the next."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, target: Callable[..., None] = outer) -> None:
         self.gates = [threading.Lock() for _ in range(steps)]
         self.tail = threading.Lock()
         for gate in [*self.gates, self.tail]:
             gate.acquire()
-        self.thread = threading.Thread(target=outer, args=(self.gates, self.tail))
+        self.thread = threading.Thread(target=target, args=(self.gates, self.tail))
         self.thread.start()
         assert self.thread.ident is not None
         self.tid = self.thread.ident
@@ -121,8 +144,10 @@ class Pair:
 
 
 @contextmanager
-def worker_and_pair(steps: int, lost: dict[int, dict[str, str]]) -> Iterator[tuple[Worker, Pair]]:
-    worker = Worker(steps)
+def worker_and_pair(
+    steps: int, lost: dict[int, dict[str, str]], target: Callable[..., None] = outer
+) -> Iterator[tuple[Worker, Pair]]:
+    worker = Worker(steps, target)
     try:
         yield worker, Pair(lost)
     finally:
@@ -192,6 +217,21 @@ def test_both_paths_account_the_same_self_time() -> None:
     assert {"leaf_wait", "middle", "outer"} <= set(by_site)
     assert by_site["middle"].self_s < by_site["middle"].dark_s
     assert all(op.waited_in for op in python)  # where each waited, by name
+
+
+def test_both_paths_follow_a_generator_by_its_caller() -> None:
+    """A generator resumed again by the same caller (a frame still on the stack) is one
+    call on a known stack; resumed by another caller, it is a new call. Both agree."""
+    with worker_and_pair(3, {}, outer_with_generator) as (worker, pair):
+        run_script(worker, pair, [(3, False), (3, False), (3, False), (3, False)], print)
+    python, native = pair.found["python"], pair.found["native"]
+    assert native == python
+    calls = {op.site.rpartition(":")[2]: [] for op in python}
+    for op in python:
+        calls[op.site.rpartition(":")[2]].append(round(op.duration_s / INTERVAL))
+    assert calls["generator_body"] == [6, 3]  # two steps under drive(), one elsewhere
+    assert calls["drive"] == [6] and calls["resume_elsewhere"] == [3]
+    assert calls["leaf_wait"] == [3, 3, 3, 3]
 
 
 def test_native_tracker_is_used_when_asked(start_detector) -> None:

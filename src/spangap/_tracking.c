@@ -637,15 +637,47 @@ push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count,
 
 #define SMALL_CHAIN 128
 
-/* The chain from `frame` (a new reference, taken over) to the thread's root, leaf first,
- * as new references: in `small` (SMALL_CHAIN slots) or, for deeper stacks, in a block
- * that release_chain() frees. Returns the length, or -1 with MemoryError set. */
+/* Where `frame` (one of the current chain) sits in the stack of the previous sample, if
+ * the part of that stack from the root to it is still current: -1 if it is new. A
+ * running call's callers cannot change, except a generator's (resumed by a different
+ * caller): for one of those, its caller must also be the one we knew. */
 static Py_ssize_t
-collect_chain(PyFrameObject *frame, PyObject **small, PyObject ***chain)
+known_position(Track *t, PyFrameObject *frame)
+{
+    for (Py_ssize_t p = t->len - 1; p >= 0; p--) {
+        if (t->stack[p].frame != (PyObject *)frame)
+            continue;
+        if (p == 0 || !(t->stack[p].flags & F_RESUMABLE))
+            return p;
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        int same_caller = (PyObject *)back == t->stack[p - 1].frame;
+        Py_XDECREF(back);
+        return same_caller ? p : -1;
+    }
+    return -1;
+}
+
+/* The chain from `frame` (a new reference, taken over) towards the thread's root, leaf
+ * first, as new references: in `small` (SMALL_CHAIN slots) or, for deeper stacks, in a
+ * block that release_chain() frees. With a track, the walk stops at the first frame
+ * the previous sample knew (known_position), and *keep is set to how many frames of
+ * the old stack are still current; without one, it goes to the root. Returns the
+ * length, or -1 with MemoryError set. */
+static Py_ssize_t
+collect_chain(PyFrameObject *frame, Track *t, Py_ssize_t *keep, PyObject **small,
+              PyObject ***chain)
 {
     PyObject **frames = small;
     Py_ssize_t n = 0, cap = SMALL_CHAIN;
+    if (keep != NULL)
+        *keep = 0;
     while (frame != NULL) {
+        Py_ssize_t known = t != NULL ? known_position(t, frame) : -1;
+        if (known >= 0) {
+            *keep = known + 1;
+            Py_DECREF(frame);
+            break;
+        }
         if (n == cap) {
             PyObject **grown = PyMem_Malloc((size_t)cap * 2 * sizeof(PyObject *));
             if (grown == NULL) {
@@ -683,24 +715,21 @@ release_chain(PyObject **chain, Py_ssize_t n, PyObject **small)
 static int
 restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned, double now)
 {
-    /* The whole chain, leaf first, as new references. Comparing it root-first with the
-     * old stack keeps exactly the common prefix: a generator resumed by a different
-     * caller is not taken for the call we knew. */
+    /* The new frames, leaf first, as new references: the walk stops at the first frame
+     * known from the previous sample, since everything above it is known too. */
     PyObject *small[SMALL_CHAIN];
     PyObject **chain;
+    Py_ssize_t keep;
     Py_INCREF(leaf);
-    Py_ssize_t n = collect_chain((PyFrameObject *)leaf, small, &chain);
+    Py_ssize_t n = collect_chain((PyFrameObject *)leaf, t, &keep, small, &chain);
     if (n < 0)
         return -1;
-    Py_ssize_t keep = 0;
-    while (keep < t->len && keep < n && t->stack[keep].frame == chain[n - 1 - keep])
-        keep++;
     int status = 0;
     if (keep < t->len && end_calls(self, t, keep, now) < 0)
         status = -1;
     if (status == 0 && spanned && t->live && taint(self, t) < 0)
         status = -1;
-    if (status == 0 && keep < n && push(self, tid, t, chain, n - keep, spanned, now) < 0)
+    if (status == 0 && n > 0 && push(self, tid, t, chain, n, spanned, now) < 0)
         status = -1;
     release_chain(chain, n, small);
     forget_wait(t); /* where it waits is worked out again for the new leaf */
@@ -1079,7 +1108,7 @@ caller_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         return PyTuple_New(0);
     PyObject *small[SMALL_CHAIN];
     PyObject **frames;
-    Py_ssize_t n = collect_chain(PyFrame_GetBack(current), small, &frames);
+    Py_ssize_t n = collect_chain(PyFrame_GetBack(current), NULL, NULL, small, &frames);
     if (n < 0)
         return NULL;
     PyObject *result = PyTuple_New(n);
