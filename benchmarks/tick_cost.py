@@ -9,7 +9,15 @@ around the flush that hands counted operations on:
 - ``asyncio-http``: the asyncio HTTP service of ``overhead.py`` under 1,000 keep-alive
   connections from a load generator in a second process, where every task moves
   between ticks and the event loop releases and retakes the GIL around every socket
-  call.
+  call;
+- ``sleep-dark`` and ``sleep-spanned``: N threads, each calling the ground truth's
+  ``dark_sleep`` (25 ms) over and over, with no span (every call is an operation) or
+  inside one long span per thread (no call can be). The stacks change alike; the difference is
+  what following and counting dark calls costs.
+
+``--interval-ms`` holds the sampler at one interval for the whole run, the budget set
+aside (even past half the threshold, which the option itself does not allow): what a
+tick costs at the rate the budget would pick, or at the rate a detection target needs.
 
 The sampler thread's voluntary context switches per tick (Linux) show how often it was
 woken while it waited for the GIL. Timers add about a microsecond each, so the parts
@@ -20,11 +28,14 @@ Usage::
     python benchmarks/tick_cost.py              # gt-mix, 16 threads, full rate, 6 s, 3 runs
     python benchmarks/tick_cost.py --threads 4 --seconds 3 --repeats 1
     python benchmarks/tick_cost.py --workload asyncio-http --max-overhead 0.01
+    python benchmarks/tick_cost.py --interval-ms 12
+    python benchmarks/tick_cost.py --workload sleep-spanned --interval-ms 12
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -37,7 +48,8 @@ from _common import HARNESS, emit, format_table, median, prepare_child, run_chil
 from overhead import HTTP_ASYNCIO_CONNECTIONS, http_service
 
 PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_tick", "flush")
-WORKLOADS = ("gt-mix", "asyncio-http")
+WORKLOADS = ("gt-mix", "asyncio-http", "sleep-dark", "sleep-spanned")
+SLEEP_S = 0.025
 
 
 def timed(totals: dict[str, int], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,14 +78,25 @@ def voluntary_switches(native_id: int | None) -> int:
     return -1
 
 
-def measure(workload: str, threads: int, seconds: float, max_overhead: float) -> dict[str, Any]:
+def measure(
+    workload: str,
+    threads: int,
+    seconds: float,
+    max_overhead: float,
+    interval_ms: float | None = None,
+) -> dict[str, Any]:
     """One run in this (fresh) process."""
     prepare_child()
     import prometheus_client
 
     import spangap
     from spangap import sampler as sampler_module
+    from spangap.budget import OverheadBudget, Setting
     from spangap.tracker import CallTracker
+
+    if interval_ms is not None:  # one interval throughout: the budget's choice set aside
+        fixed = Setting(interval_ms / 1000, 1)
+        OverheadBudget.update = lambda self, cpu_s, wall_s: fixed  # type: ignore[method-assign]
 
     totals: dict[str, int] = {}
     CallTracker.flush = timed(totals, "flush", CallTracker.flush)  # type: ignore[method-assign]
@@ -107,7 +130,7 @@ def measure(workload: str, threads: int, seconds: float, max_overhead: float) ->
     sampler = next(t for t in threading.enumerate() if t.ident == s.ident)
     switches = voluntary_switches(sampler.native_id)
     start = time.perf_counter()
-    work = run_gt_mix(threads, seconds) if workload == "gt-mix" else run_asyncio_http(seconds)
+    work = run_workload(workload, threads, seconds)
     wall = time.perf_counter() - start
     cpu = time.clock_gettime(time.pthread_getcpuclockid(s.ident))
     switches = voluntary_switches(sampler.native_id) - switches if switches >= 0 else -1
@@ -120,8 +143,41 @@ def measure(workload: str, threads: int, seconds: float, max_overhead: float) ->
         "sampler_thread_cpu_s": cpu,
         "voluntary_switches": switches,
         "parts_ns": totals,
-        "work_done": work,  # rounds of the mix, or requests served
+        "work_done": work,  # rounds of the mix, calls, or requests served
+        "interval_s": s._setting.interval_s,  # the sampler's setting at the end
     }
+
+
+def run_workload(workload: str, threads: int, seconds: float) -> int:
+    """Run ``workload``; how much work it did (rounds, calls or requests)."""
+    if workload == "gt-mix":
+        return run_gt_mix(threads, seconds)
+    if workload == "asyncio-http":
+        return run_asyncio_http(seconds)
+    return run_sleeps(threads, seconds, spanned=workload == "sleep-spanned")
+
+
+def run_sleeps(threads: int, seconds: float, spanned: bool) -> int:
+    """``threads`` threads calling the ground truth's ``dark_sleep`` (25 ms) over and
+    over, each with no span or inside one long span; calls made."""
+    from opentelemetry import trace
+
+    import gt_workloads as gt
+
+    tracer = trace.get_tracer("tick_cost")
+    deadline = time.perf_counter() + seconds
+    calls: list[int] = []
+
+    def body() -> None:
+        done = 0
+        with tracer.start_as_current_span("all") if spanned else contextlib.nullcontext():
+            while time.perf_counter() < deadline:
+                gt.dark_sleep(SLEEP_S)
+                done += 1
+        calls.append(done)
+
+    run_in_threads(body, threads)
+    return sum(calls)
 
 
 def run_gt_mix(threads: int, seconds: float) -> int:
@@ -157,9 +213,12 @@ def run_asyncio_http(seconds: float) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", choices=WORKLOADS, default="gt-mix")
-    parser.add_argument("--threads", type=int, default=16, help="gt-mix threads")
+    parser.add_argument("--threads", type=int, default=16, help="threads (gt-mix, sleep-*)")
     parser.add_argument(
         "--max-overhead", type=float, default=1.0, help="the detector's budget (1 = full rate)"
+    )
+    parser.add_argument(
+        "--interval-ms", type=float, help="hold the sampler at this interval, budget aside"
     )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -173,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                 setting["threads"],
                 setting["seconds"],
                 setting.get("max_overhead", 1.0),
+                setting.get("interval_ms"),
             )
         )
         return
@@ -180,11 +240,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--threads and --repeats must be at least 1, --seconds above 0")
     if not 0.001 <= args.max_overhead <= 1.0:
         parser.error("--max-overhead must be between 0.001 and 1")
+    if args.interval_ms is not None and not 0.5 <= args.interval_ms <= 1000:
+        parser.error("--interval-ms must be between 0.5 and 1000")
     setting = {
         "workload": args.workload,
         "threads": args.threads,
         "seconds": args.seconds,
         "max_overhead": args.max_overhead,
+        "interval_ms": args.interval_ms,
     }
     runs = [run_child(__file__, setting) for _ in range(args.repeats)]
     per_tick = {
@@ -196,12 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     switches = median([r["voluntary_switches"] / r["samples"] for r in runs])
     counted = [r for r in runs if r["operations"]]
     per_op = median([r["parts_ns"].get("flush", 0) / 1e3 / r["operations"] for r in counted])
-    load = (
-        f"{args.threads} threads, ground-truth mix"
-        if args.workload == "gt-mix"
-        else f"asyncio HTTP service, {HTTP_ASYNCIO_CONNECTIONS:,} connections"
-    )
+    load = {
+        "gt-mix": f"{args.threads} threads, ground-truth mix",
+        "asyncio-http": f"asyncio HTTP service, {HTTP_ASYNCIO_CONNECTIONS:,} connections",
+        "sleep-dark": f"{args.threads} threads, 25 ms calls, no span",
+        "sleep-spanned": f"{args.threads} threads, 25 ms calls, each thread in one span",
+    }[args.workload]
     rate = "full rate" if args.max_overhead >= 1 else f"max_overhead {args.max_overhead:g}"
+    if args.interval_ms is not None:
+        rate = f"interval held at {args.interval_ms:g} ms"
     print(
         f"spangap tick cost: {load}, {rate}, {args.seconds:g} s, median of {args.repeats} "
         f"run(s), Python {platform.python_version()}"

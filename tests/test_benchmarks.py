@@ -82,6 +82,25 @@ def test_a_child_run_does_the_workload_it_describes() -> None:
     assert not any(detection.is_never_countable(s) and n for s, n in child["counted"].items())
 
 
+@pytest.mark.parametrize("workload", ["sleep-dark", "sleep-spanned"])
+def test_tick_cost_holds_the_interval_and_counts_only_dark_sleeps(workload: str) -> None:
+    """tick_cost.py --interval-ms: the sampler stays at the interval asked for (past half
+    the threshold, which the option refuses); the dark sleeps are counted, the same
+    sleeps inside a span are not."""
+    setting = {"workload": workload, "threads": 2, "seconds": 0.6, "interval_ms": 30.0}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tick_cost.py"), "--one", json.dumps(setting)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert child["interval_s"] == 0.030
+    assert child["work_done"] > 0 and child["samples"] > 0
+    assert (child["operations"] > 0) == (workload == "sleep-dark")
+
+
 def test_tick_cost_times_every_part_of_real_ticks() -> None:
     """tick_cost.py's child: its timers are really around the sampler's parts (each part
     took time on every run), and it counted the dark calls whose flush it times."""
