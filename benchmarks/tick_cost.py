@@ -47,7 +47,7 @@ from typing import Any
 from _common import HARNESS, emit, format_table, median, prepare_child, run_child, run_in_threads
 from overhead import HTTP_ASYNCIO_CONNECTIONS, http_service
 
-PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_tick", "flush")
+PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_ticks", "flush")
 WORKLOADS = ("gt-mix", "asyncio-http", "sleep-dark", "sleep-spanned")
 SLEEP_S = 0.025
 
@@ -112,7 +112,7 @@ def measure(
     if s._tasks is not None:
         s._tasks.sample = timed(totals, "tasks", s._tasks.sample)  # type: ignore[method-assign]
     s._reader.spanned_threads = timed(totals, "span_reader", s._reader.spanned_threads)  # type: ignore[method-assign]
-    s._aggregate.add_tick = timed(totals, "add_tick", s._aggregate.add_tick)  # type: ignore[method-assign]
+    s._aggregate.add_ticks = timed(totals, "add_ticks", s._aggregate.add_ticks)  # type: ignore[method-assign]
     s._tick_safely = timed(totals, "tick", s._tick_safely)  # type: ignore[method-assign]
     frames = timed(totals, "current_frames", sys._current_frames)
     sampler_module.sys = type("Sys", (), {"_current_frames": staticmethod(frames)})  # type: ignore[assignment]

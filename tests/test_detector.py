@@ -311,7 +311,7 @@ def test_stop_never_hangs_on_a_stuck_sampler(start_detector, caplog) -> None:
     registry = CollectorRegistry()
     detector = start_detector(registry=registry)
     sampler = detector._sampler
-    sampler._stopping.set()
+    sampler._stopping = True
     sampler._thread.join()  # type: ignore[union-attr]
     sampler.hold()  # stands in for a tick that never finishes
     import threading

@@ -167,10 +167,13 @@ class Aggregate:
         if newly_dropped:
             self._metrics.sites_dropped.inc(newly_dropped)
 
-    def add_tick(self, now: float, in_scope_s: float, spanned_s: float, cpu_s: float) -> None:
-        """Account one sampler tick: coverage seconds and the sampler's own CPU."""
+    def add_ticks(
+        self, now: float, ticks: int, in_scope_s: float, spanned_s: float, cpu_s: float
+    ) -> None:
+        """Account ``ticks`` sampler ticks up to ``now``: their coverage seconds and the
+        sampler's own CPU."""
         with self._lock:
-            self.samples += 1
+            self.samples += ticks
             self.sampler_cpu_s += cpu_s
             self.in_scope_s += in_scope_s
             self.spanned_s += spanned_s
@@ -186,7 +189,7 @@ class Aggregate:
                 window.popleft()
 
     def flush_tick_metrics(self) -> None:
-        """Move what :meth:`add_tick` accumulated into the Prometheus counters. Called
+        """Move what :meth:`add_ticks` accumulated into the Prometheus counters. Called
         about once a second and at stop: four counter updates per tick would be a
         sizeable share of a quiet tick's cost, and scrapes come seconds apart anyway."""
         with self._lock:

@@ -1,5 +1,10 @@
 """The sampling thread: wakes every interval, samples all threads, feeds the tracker.
 
+A tick does only the sampling. What the ticks cost (the thread's CPU clock), how many
+there were and the coverage they saw are accounted once per budget window (a tenth of
+a second first, then half a second) and at the end: a tick comes to a cold cache, and
+every Python call in it costs microseconds.
+
 Everything that can go wrong in here is caught: an error is counted, logged once, the
 tracker's state is dropped (it may be inconsistent) and sampling goes on; after too many
 errors in a row the sampler stops itself rather than keep failing inside the host.
@@ -59,10 +64,10 @@ class Sampler:
         self._aggregate = aggregate
         self._budget = budget
         self._setting = budget.setting
-        self._window_cpu = 0.0  # sampler CPU since the budget was last updated
+        self._ticks = 0  # ticks not yet accounted
         self._tick_no = 0
         self._periodic = periodic
-        self._stopping = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the tracker is used by one thread at a time
         self._errors_in_a_row = 0
@@ -78,7 +83,7 @@ class Sampler:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread, then take one last sample so every call that ended before
         this moment is accounted for."""
-        self._stopping.set()
+        self._stopping = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -88,11 +93,14 @@ class Sampler:
             self._aggregate.count_error()
             return
         try:
-            self._tick_safely(exclude=None, cpu_start=time.thread_time())
+            cpu_start = time.thread_time()  # this thread's: the caller's, not the sampler's
+            self._tick_safely(exclude=None)
             self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
             if self._watcher is not None:
                 self._watcher.stop()
             self._flush_safely()
+            cpu = time.thread_time() - cpu_start + self._watcher_cpu_since_last()
+            self._account_safely(time.perf_counter(), cpu)
         finally:
             self._lock.release()
 
@@ -107,78 +115,96 @@ class Sampler:
 
     def _run(self) -> None:
         self.ident = threading.get_ident()
-        cpu = time.thread_time()
+        cpu_mark = time.thread_time()
         next_periodic = time.perf_counter() + _PERIODIC_S
         last_tick = deadline = window_start = time.perf_counter()
         window = _FIRST_BUDGET_WINDOW_S
-        while not self._stopping.is_set():
-            interval = self._setting.interval_s
-            # Fixed-rate deadlines: time spent waiting for the GIL (a CPU-bound thread
-            # holds it up to the switch interval) comes off the next sleep, so ticks stay
-            # close to the interval instead of interval + GIL wait. A little jitter keeps
-            # the sampler from locking step with periodic work.
-            deadline += interval * self._rng.uniform(0.9, 1.1)
-            delay = deadline - time.perf_counter()
-            if delay < -interval:
-                deadline = time.perf_counter()  # fell far behind (a stall): no burst
-            time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
-            if self._stopping.is_set():
-                break
-            with self._lock:
-                if self._stopping.is_set():
+        jitter = self._rng.uniform
+        try:
+            while not self._stopping:
+                interval = self._setting.interval_s
+                # Fixed-rate deadlines: time spent waiting for the GIL (a CPU-bound thread
+                # holds it up to the switch interval) comes off the next sleep, so ticks
+                # stay close to the interval instead of interval + GIL wait. A little
+                # jitter keeps the sampler from locking step with periodic work.
+                deadline += interval * jitter(0.9, 1.1)
+                delay = deadline - time.perf_counter()
+                if delay < -interval:
+                    deadline = time.perf_counter()  # fell far behind (a stall): no burst
+                time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
+                if self._stopping:
                     break
-                now = time.perf_counter()
-                self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
-                last_tick = now
-                cpu = self._tick_safely(exclude=self.ident, cpu_start=cpu)
-            if now - window_start >= window:
-                self._apply_budget(now - window_start)
-                window_start, window = now, _BUDGET_WINDOW_S
-            if now >= next_periodic:
-                next_periodic = now + _PERIODIC_S
-                self._run_periodic(now)
-            if self._errors_in_a_row >= _MAX_CONSECUTIVE_ERRORS:
-                log.error(
-                    "spangap: sampler stopped after %d errors in a row", self._errors_in_a_row
-                )
-                return
+                with self._lock:
+                    if self._stopping:
+                        break
+                    now = time.perf_counter()
+                    self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
+                    last_tick = now
+                    self._tick_safely(exclude=self.ident)
+                if now - window_start >= window:
+                    cpu_now = time.thread_time()
+                    cpu = cpu_now - cpu_mark + self._watcher_cpu_since_last()
+                    cpu_mark = cpu_now
+                    with self._lock:
+                        self._account_safely(now, cpu)
+                    self._apply_budget(cpu, now - window_start)
+                    window_start, window = now, _BUDGET_WINDOW_S
+                if now >= next_periodic:
+                    next_periodic = now + _PERIODIC_S
+                    self._run_periodic(now)
+                if self._errors_in_a_row >= _MAX_CONSECUTIVE_ERRORS:
+                    log.error(
+                        "spangap: sampler stopped after %d errors in a row",
+                        self._errors_in_a_row,
+                    )
+                    return
+        finally:  # what the last window's ticks cost, before stop() takes its last sample
+            with self._lock:
+                cpu = time.thread_time() - cpu_mark + self._watcher_cpu_since_last()
+                self._account_safely(time.perf_counter(), cpu)
 
-    def _apply_budget(self, window_s: float) -> None:
+    def _apply_budget(self, cpu_s: float, window_s: float) -> None:
         """Let the budget pick the interval and stride for the next window."""
-        setting = self._budget.update(self._window_cpu, window_s)
-        self._window_cpu = 0.0
+        setting = self._budget.update(cpu_s, window_s)
         if setting != self._setting:
             self._setting = setting
             self._tracker.set_interval(setting.per_thread_interval_s)
             if self._watcher is not None:
                 self._watcher.interval = setting.interval_s
 
-    def _tick_safely(self, exclude: int | None, cpu_start: float) -> float:
-        """One sample; returns the thread CPU clock after accounting for it."""
+    def _tick_safely(self, exclude: int | None) -> None:
+        """One sample of every thread (or of one in ``stride``) and of the tasks."""
         try:
             now = time.perf_counter()
             frames = sys._current_frames()
             if exclude is not None:
                 frames.pop(exclude, None)
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
-            tasks, done = self._tasks.sample(frames, now, stride) if self._tasks else ([], {})
+            if self._tasks is not None:
+                tasks, done = self._tasks.sample(frames, now, stride)
+                if tasks or done:
+                    self._tracker.observe_tasks(tasks, done, now)
+                del tasks, done
             visit = self._rotation(frames, stride)
             spanned = self._reader.spanned_threads(visit, frames)
             activations = self._activations
             activated = activations.since_last(visit, frames) if activations else None
             self._tracker.observe(visit, spanned, now, alive=frames, activated=activated)
-            self._tracker.observe_tasks(tasks, done, now)
-            del frames, visit, tasks
-            in_scope, spanned_s = self._tracker.take_coverage()
-            cpu_end = time.thread_time()
-            cpu = max(0.0, cpu_end - cpu_start) + self._watcher_cpu_since_last()
-            self._window_cpu += cpu
-            self._aggregate.add_tick(now, in_scope, spanned_s, cpu)
+            del frames, visit, activated
+            self._ticks += 1
             self._errors_in_a_row = 0
-            return cpu_end
         except Exception:
             self._on_error()
-            return time.thread_time()
+
+    def _account_safely(self, now: float, cpu_s: float) -> None:
+        """Hand the ticks since the last call, their coverage and ``cpu_s`` (what they
+        cost) on to the findings."""
+        try:
+            in_scope, spanned_s = self._tracker.take_coverage()
+            ticks, self._ticks = self._ticks, 0
+            self._aggregate.add_ticks(now, ticks, in_scope, spanned_s, cpu_s)
+        except Exception:
+            self._on_error()
 
     def _rotation(self, frames: dict[int, FrameType], stride: int) -> dict[int, FrameType]:
         """The threads this tick examines: all of them, or one in ``stride`` in a rotation
