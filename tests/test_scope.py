@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 
 import opentelemetry.trace
 import pytest
 
 import spangap.tracker
-from spangap.scope import Scope, detect_entry_package
+from spangap.scope import Scope, _console_script_module, detect_entry_package
 
 
 def info(scope: Scope, func, module: str | None = None):
@@ -61,6 +62,33 @@ def test_a_tool_that_runs_the_application_is_not_the_application() -> None:
 
 def test_entry_package_of_this_run_is_not_pytest() -> None:
     assert detect_entry_package() is None
+
+
+def test_a_console_script_is_looked_up_and_a_script_file_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run as a console script (here this project's ``gapreport``, whose entry point is
+    ``spangap.cli:main``), the installed entry points name its module; run as
+    ``app.py``, no distribution's entry points are read at all."""
+    import importlib.metadata
+
+    read: list[object] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs: object) -> object:
+        read.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None)
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/gapreport", "show"])
+    assert detect_entry_package() is None  # spangap runs the application: not it
+    assert read == [{"group": "console_scripts"}]
+    assert _console_script_module("gapreport") == "spangap.cli"
+    read.clear()
+    monkeypatch.setattr(sys, "argv", ["/srv/app.py"])
+    assert detect_entry_package() is None
+    assert read == []
 
 
 def test_module_bodies_and_comprehensions_are_not_operations() -> None:

@@ -143,8 +143,12 @@ def detect_entry_package() -> str | None:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     name: str | None = getattr(spec, "name", None)
-    if not name and sys.argv and sys.argv[0]:
-        name = _console_script_module(os.path.basename(sys.argv[0]))
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if not name and script and not script.endswith(".py"):
+        # A console script: its entry point names the module. A .py file is not one,
+        # and reading every installed distribution's entry points costs 10 ms or more
+        # (minutes behind hundreds of CPU-bound threads, each read waiting for the GIL).
+        name = _console_script_module(script)
     if not name:
         return None
     top = name.split(".")[0]
