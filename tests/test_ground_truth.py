@@ -287,3 +287,35 @@ def test_a_short_span_just_before_a_call_returns_clears_it(
     counted = counts_by_site(detector)
     assert counted[f"{__name__}:dark_then_a_short_span"] == 0
     assert counted[w.site("dark_sleep")] > 0
+
+
+def deep_then_a_short_span(depth: int) -> None:
+    """``depth`` nested calls, then at the bottom 100 ms dark and a 1 ms span: the span
+    was active while every level was running, so none of them is counted."""
+    if depth > 0:
+        deep_then_a_short_span(depth - 1)
+        return
+    dark_then_a_short_span()
+
+
+@pytest.mark.parametrize("tracker", ["native", "python"])
+def test_a_short_span_clears_every_level_of_a_deep_stack(
+    tracker: str, start_detector, service_sized_heap, monkeypatch
+) -> None:
+    """The same as above under 150 levels of recursion: the frames running at the span
+    are looked up for every level at every sample, and all of them ran under it."""
+    wide = Setting(0.040, 1)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    detector = start_detector(include=[__name__, "gt_workloads"], tracker=tracker)
+
+    def body() -> None:
+        for _ in range(3):
+            deep_then_a_short_span(150)
+            w.dark_sleep(0.1)
+
+    w.run_all([body, body])
+    detector.stop()
+    counted = counts_by_site(detector)
+    assert counted[f"{__name__}:deep_then_a_short_span"] == 0
+    assert counted[f"{__name__}:dark_then_a_short_span"] == 0
+    assert counted[w.site("dark_sleep")] > 0

@@ -69,8 +69,11 @@ typedef struct {
     Py_ssize_t len, cap;
     Py_ssize_t live, inscope;
     double prev_time;
-    PyObject *activation; /* borrowed, during observe(): the frames running when a span
-                           * was first made current since the previous sample, or NULL */
+    /* During observe(): the frames running when a span was first made current since
+     * the previous sample, sorted by address (borrowed from the caller's tuple), or
+     * NULL. Sorted, so that a deep stack costs log(depth) per call, not depth. */
+    PyObject **running;
+    Py_ssize_t nrunning;
     long long samples, nonidle;
     int idle;
     int has_wait;
@@ -93,6 +96,8 @@ typedef struct {
     PyObject *tracks;       /* dict: tid -> capsule(Track) */
     CodeEntry *cache;
     Py_ssize_t cache_cap, cache_used;
+    PyObject **running_buf; /* Track.running's storage, reused from thread to thread */
+    Py_ssize_t running_cap;
     double threshold, interval, half_cap;
     double in_scope_s, spanned_s;
 } Tracker;
@@ -368,16 +373,41 @@ taint(Tracker *self, Track *t)
     return status;
 }
 
+static int
+compare_addresses(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(PyObject *const *)a, y = (uintptr_t)*(PyObject *const *)b;
+    return (x > y) - (x < y);
+}
+
 /* Whether `frame` was running when a span was made current since the previous sample. */
 static int
 ran_under_activation(Track *t, PyObject *frame)
 {
-    PyObject *running = t->activation;
-    if (running == NULL)
-        return 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(running); i++)
-        if (PyTuple_GET_ITEM(running, i) == frame)
-            return 1;
+    return t->running != NULL
+           && bsearch(&frame, t->running, (size_t)t->nrunning, sizeof(PyObject *),
+                      compare_addresses) != NULL;
+}
+
+/* Point t->running at the frames of `tuple`, sorted, in the tracker's buffer. */
+static int
+set_running(Tracker *self, Track *t, PyObject *tuple)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    if (n > self->running_cap) {
+        PyObject **grown = PyMem_Realloc(self->running_buf, (size_t)n * sizeof(PyObject *));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->running_buf = grown;
+        self->running_cap = n;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        self->running_buf[i] = PyTuple_GET_ITEM(tuple, i);
+    qsort(self->running_buf, (size_t)n, sizeof(PyObject *), compare_addresses);
+    t->running = self->running_buf;
+    t->nrunning = n;
     return 0;
 }
 
@@ -815,7 +845,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *frames = args[0], *spanned = args[1], *alive = args[3];
     PyObject *activated = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
     if (activated != NULL && !PyDict_Check(activated)) {
-        PyErr_SetString(PyExc_TypeError, "observe() needs a dict of activation times");
+        PyErr_SetString(PyExc_TypeError, "observe() needs a dict of running frames");
         return NULL;
     }
     double now = PyFloat_AsDouble(args[2]);
@@ -849,20 +879,20 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
             break;
         }
-        t->activation = NULL;
+        t->running = NULL;
         if (activated != NULL) {
-            t->activation = PyDict_GetItemWithError(activated, tid); /* borrowed */
-            if (t->activation != NULL && !PyTuple_Check(t->activation)) {
+            PyObject *running = PyDict_GetItemWithError(activated, tid); /* borrowed */
+            if (running != NULL && !PyTuple_Check(running)) {
                 PyErr_SetString(PyExc_TypeError, "observe() needs tuples of frames");
-                t->activation = NULL;
+                running = NULL;
             }
-            if (PyErr_Occurred()) {
+            if (PyErr_Occurred() || (running != NULL && set_running(self, t, running) < 0)) {
                 status = -1;
                 break;
             }
         }
         /* First, before calls that returned are completed (and perhaps counted). */
-        if (t->activation != NULL && t->live && untrack_activated(self, t) < 0)
+        if (t->running != NULL && t->live && untrack_activated(self, t) < 0)
             status = -1;
         if (status == 0 && leaf_of(t) != leaf) {
             if (restructure(self, tid, t, leaf, is_spanned, now) < 0)
@@ -870,7 +900,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         }
         else if (status == 0 && is_spanned && t->live && taint(self, t) < 0)
             status = -1;
-        t->activation = NULL;
+        t->running = NULL;
         if (status < 0)
             break;
         int coverage = account(t, is_spanned, now);
@@ -1053,6 +1083,9 @@ tracker_gc_clear(Tracker *self)
     self->api = NULL;
     Py_CLEAR(self->tracks);
     cache_clear(self);
+    PyMem_Free(self->running_buf);
+    self->running_buf = NULL;
+    self->running_cap = 0;
     return 0;
 }
 
