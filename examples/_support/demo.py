@@ -4,7 +4,10 @@
 
 1. starts the example's ``upstream.py``, its fake upstream service;
 2. starts ``gapreport run <run script>`` (``python -m spangap.cli run``), whose stderr,
-   where the report is printed, goes straight to this terminal;
+   where the report is printed, goes straight to this terminal. It is a measurement
+   run, so the overhead budget is lifted (``SPANGAP_MAX_OVERHEAD=1``, the README's
+   advice for one) unless ``SPANGAP_MAX_OVERHEAD`` is set: at the default 1% a run
+   this short would see a fraction of the calls;
 3. runs the example's ``loadgen.py`` against the shop;
 4. interrupts the shop with SIGINT, which makes it shut down and gapreport print the top
    dark call sites and write the snapshot; then stops the upstream.
@@ -43,13 +46,16 @@ class Example:
     loadgen_args: tuple[str, ...] = ()  # e.g. ("--concurrency", "8")
 
 
-def start(name: str, cmd: Sequence[str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start ``cmd`` and wait for its ``listening on URL`` line; return the process and URL.
+def start(
+    name: str, cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``cmd`` (with ``env`` added to this environment) and wait for its
+    ``listening on URL`` line; return the process and URL.
 
     The child gets its own session so that a Ctrl-C in this terminal reaches only the
     demo, which then stops the children in order. Its stdout is echoed, line by line.
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
@@ -130,7 +136,10 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
         return 1
     shop: subprocess.Popen[str] | None = None
     try:
-        shop, shop_url = start("shop", [*shop_cmd, "--upstream", upstream_url], example.directory)
+        measurement = {"SPANGAP_MAX_OVERHEAD": os.environ.get("SPANGAP_MAX_OVERHEAD", "1")}
+        shop, shop_url = start(
+            "shop", [*shop_cmd, "--upstream", upstream_url], example.directory, measurement
+        )
         run_load(example, shop_url, args.requests)
         code = stop(shop)
     except RuntimeError as exc:
