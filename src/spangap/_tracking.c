@@ -369,7 +369,6 @@ taint(Tracker *self, Track *t)
     for (Py_ssize_t i = 0; i < t->len; i++)
         if (t->stack[i].live && untrack(self, t, &t->stack[i]) < 0)
             status = -1;
-    t->live = 0;
     return status;
 }
 

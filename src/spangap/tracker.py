@@ -520,7 +520,6 @@ class CallTracker:
         for i, call in enumerate(track.calls):
             if call is not None:
                 self._untrack(track, i, call)
-        track.live = 0
 
     def _untrack_activated(self, track: _ThreadTrack) -> None:
         """A span was made current since the previous sample: the calls followed then
