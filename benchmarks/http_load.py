@@ -9,6 +9,12 @@ The generator must stay cheap, since it shares a small machine with the server: 
 asyncio loop, request bytes built once, and minimal parsing of each response (status
 line and headers up to the blank line, then Content-Length bytes of body).
 
+For the alternating measurement (``http_alternating.py``) the plan instead fixes an
+absolute start (``start_at``, a ``perf_counter`` time: CLOCK_MONOTONIC, the same clock
+in every process on Linux) and cuts the measured time into windows of ``bin_s``; the
+first ``settle_s`` of each window is left out, and each window's latencies are returned
+on their own.
+
 Usage (what :func:`run_load` runs)::
 
     python benchmarks/http_load.py --one '{"host": "127.0.0.1", "port": 8080,
@@ -42,6 +48,9 @@ class Plan:
     warmup_s: float
     duration_s: float
     paths: list[str]
+    start_at: float = 0.0  # absolute start of the measured time; 0: warm-up after connecting
+    bin_s: float = 0.0  # > 0: also count per window of this length ...
+    settle_s: float = 0.0  # ... leaving out this much at the start of each window
 
 
 @dataclass
@@ -59,6 +68,17 @@ class Tally:
     total: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
+    bin_s: float = 0.0
+    settle_s: float = 0.0
+    bins: list[list[int]] = field(default_factory=list)  # per window: latencies in µs
+
+    def add(self, start: float, done: float, latency: float) -> None:
+        """A 200 answered inside the measured time, ``done - start`` seconds into it."""
+        self.latencies.append(latency)
+        if self.bin_s > 0:
+            index, offset = divmod(done - start, self.bin_s)
+            if offset >= self.settle_s and int(index) < len(self.bins):
+                self.bins[int(index)].append(round(latency * 1e6))
 
 
 def raise_fd_limit() -> int:
@@ -84,9 +104,12 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 
 
 def summarize(tally: Tally, window_s: float) -> dict[str, Any]:
-    """Throughput and latency percentiles of the responses inside the measured window."""
+    """Throughput and latency percentiles of the responses inside the measured window
+    (and, when windows were asked for, each window's latencies)."""
     ordered = sorted(tally.latencies)
+    windows = {"bins": tally.bins} if tally.bin_s > 0 else {}
     return {
+        **windows,
         "requests": len(ordered),
         "total": tally.total,
         "errors": tally.errors,
@@ -163,7 +186,7 @@ class ClosedLoopClient(asyncio.Protocol):
         if not self.ok:
             tally.errors += 1
         elif self.window.start <= done < self.window.end:
-            tally.latencies.append(done - self.sent)
+            tally.add(self.window.start, done, done - self.sent)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.finished.done():
@@ -196,10 +219,15 @@ async def generate(plan: Plan) -> dict[str, Any]:
     """Open every connection, then start the clock and run the plan; the generator's own
     CPU is reported too, to show that it stayed cheap."""
     requests = [f"GET {p} HTTP/1.1\r\nHost: {plan.host}\r\n\r\n".encode() for p in plan.paths]
-    tally = Tally()
+    tally = Tally(bin_s=plan.bin_s, settle_s=plan.settle_s)
+    if plan.bin_s > 0:
+        tally.bins = [[] for _ in range(math.ceil(plan.duration_s / plan.bin_s - 1e-9))]
     window = Window()
     clients = await open_connections(plan, requests, window, tally)
-    window.start = time.perf_counter() + plan.warmup_s
+    ready = time.perf_counter()
+    if plan.start_at and ready > plan.start_at:
+        raise SystemExit(f"connections were open {ready - plan.start_at:.2f} s after start_at")
+    window.start = plan.start_at or ready + plan.warmup_s
     window.end = window.start + plan.duration_s
     for client in clients:
         client.send_next()

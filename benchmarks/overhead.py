@@ -12,10 +12,14 @@
     Two workloads are CPU-bound; two are HTTP services under load from a second process
     (a 16-thread HTTP/1.1 server with 32 keep-alive connections, and an asyncio server
     with 1,000), compared by throughput, with latency percentiles alongside.
+(c) The same two HTTP services with the detector switched on and off in windows inside
+    one server process (``http_alternating.py``): a fresh process per round moves the
+    throughput by more than the cost being measured, so this part gives the loss with
+    an interval that says how well it is known.
 
 Usage::
 
-    python benchmarks/overhead.py            # full run, about 7 minutes
+    python benchmarks/overhead.py            # full run, about 11 minutes
     python benchmarks/overhead.py --quick    # small self-test, about 1 minute
 
 Peers: ``pip install yappi pyinstrument py-spy``.
@@ -34,14 +38,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import http_alternating
 from _common import (
     CHILD_TIMEOUT_S,
     HARNESS,
@@ -53,13 +56,10 @@ from _common import (
     run_child,
     run_in_threads,
 )
+from http_service import APP_MODULE, OUT_OF_SCOPE
 
 THREADS = 16
 MODULE = "gt_workloads"
-#: The HTTP workloads' application module is in the detector's scope; the server stands
-#: for a framework and the load generator's runner for the harness, so both are not.
-HTTP_APP = "http_app"
-HTTP_OUT_OF_SCOPE = ("http_server", "http_load")
 HTTP_FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}  # kind -> flavour
 SAMPLER_THREAD = "spangap-sampler"
 COUNTER = "spangap_sampler_cpu_seconds_total"
@@ -82,8 +82,8 @@ def start_detector(on: bool) -> tuple[Any, Any]:
     registry = prometheus_client.CollectorRegistry()
     detector = spangap.enable_gap_detector(
         registry=registry,
-        include=[MODULE, HTTP_APP],
-        exclude=[*HARNESS, *HTTP_OUT_OF_SCOPE],
+        include=[MODULE, APP_MODULE],
+        exclude=[*HARNESS, *OUT_OF_SCOPE],
     )
     return detector, registry
 
@@ -283,7 +283,7 @@ def threads_mixed(tool: str, seconds: float) -> dict[str, Any]:
     return {"value": sum(done) / wall, "wall_s": wall, **tool_run.stop()}
 
 
-def http_service(
+def serve_under_tool(
     tool: str, flavour: str, connections: int, warmup_s: float, seconds: float
 ) -> dict[str, Any]:
     """Part (b)(iii, iv): an HTTP service in this child under ``tool``, loaded by a
@@ -296,22 +296,13 @@ def http_service(
     tool_run = instrument(tool, threaded=True)
     import http_app
     import http_load
-    import http_server
+    from http_service import running_service
 
     http_load.raise_fd_limit()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        server: http_server.ThreadedServer | http_server.AsyncServer
-        if flavour == "threaded":
-            http_app.create_database(Path(tmp) / "catalogue.sqlite3")
-            server = http_server.ThreadedServer(http_app.handle, THREADS, tool_run.wrap)
-        else:
-            server = http_server.AsyncServer(http_app.handle_async, tool_run.wrap)
+    with running_service(flavour, tool_run.wrap) as server:
         plan = http_load.Plan(*server.address, connections, warmup_s, seconds, [*http_app.MIX])
-        try:
-            load = http_load.run_load(plan)
-        finally:
-            server.close()
+        load = http_load.run_load(plan)
     wall = time.perf_counter() - start
     if load["errors"] or load["total"] != server.served:
         raise SystemExit(f"HTTP run inconsistent: {load}, server served {server.served}")
@@ -337,7 +328,7 @@ def run_one(args: dict[str, Any]) -> dict[str, Any]:
         return threads_mixed(args["tool"], args["seconds"])
     if kind in HTTP_FLAVOURS:
         flavour = HTTP_FLAVOURS[kind]
-        return http_service(
+        return serve_under_tool(
             args["tool"], flavour, args["connections"], args["warmup_s"], args["seconds"]
         )
     raise SystemExit(f"unknown measurement {kind!r}")
@@ -724,6 +715,12 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated workload kinds to run in part (b) (default: all of "
         "cpu_single, threads_mixed, http_threaded, http_asyncio)",
     )
+    parser.add_argument(
+        "--alternating-pairs",
+        type=int,
+        help=f"pairs of windows in part (c) (default {http_alternating.FULL.pairs}; "
+        f"{http_alternating.QUICK.pairs} with --quick; 0 skips part (c))",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON measurement
     args = parser.parse_args(argv)
     if args.one:
@@ -744,6 +741,16 @@ def main(argv: list[str] | None = None) -> None:
         items = [item for item in items if item.kind in kinds]
     kit = tools()
     cells = compare(items, kit, rounds, peer_rounds)
+    timing = http_alternating.QUICK if args.quick else http_alternating.FULL
+    if args.alternating_pairs is not None:
+        if args.alternating_pairs < 0:
+            parser.error("--alternating-pairs must be 0 or more")
+        timing = replace(timing, pairs=args.alternating_pairs)
+    alternating = []
+    for item in items:
+        if item.http and timing.pairs > 0:
+            print(f"[c] {item.name}: {timing.pairs} pairs", file=sys.stderr, flush=True)
+            alternating.append(http_alternating.measure(item.kind, timing))
     print(
         f"spangap overhead: default settings (max_overhead 1%, interval from 5 ms, "
         "threshold 10 ms), "
@@ -763,6 +770,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(http_table(items, kit, cells))
     print()
+    if alternating:
+        print(http_alternating.heading(timing))
+        print(http_alternating.table(alternating))
+        print()
     print(knows_table(kit))
     print(f"total time {time.perf_counter() - started:.0f} s")
 

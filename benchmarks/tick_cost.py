@@ -45,7 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _common import HARNESS, emit, format_table, median, prepare_child, run_child, run_in_threads
-from overhead import HTTP_ASYNCIO_CONNECTIONS, http_service
+from overhead import HTTP_ASYNCIO_CONNECTIONS, serve_under_tool
 
 PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_ticks", "flush")
 WORKLOADS = ("gt-mix", "asyncio-http", "sleep-dark", "sleep-spanned")
@@ -206,7 +206,7 @@ def run_gt_mix(threads: int, seconds: float) -> int:
 def run_asyncio_http(seconds: float) -> int:
     """overhead.py's asyncio service under its 1,000-connection load, with no tool of
     its own (the detector is already running); requests served."""
-    result = http_service("off", "asyncio", HTTP_ASYNCIO_CONNECTIONS, 1.0, seconds)
+    result = serve_under_tool("off", "asyncio", HTTP_ASYNCIO_CONNECTIONS, 1.0, seconds)
     return int(result["requests"])
 
 

@@ -18,6 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import detection  # noqa: E402
+import http_alternating  # noqa: E402
 import http_app  # noqa: E402
 import http_load  # noqa: E402
 import http_server  # noqa: E402
@@ -211,6 +212,45 @@ def test_asyncio_server_answers_exactly_what_the_generator_counts() -> None:
     assert result["errors"] == 0
     assert 0 < result["requests"] <= result["total"]
     assert server.served == asked + result["total"]
+
+
+def test_alternation_pairs_windows_in_abba_order_and_compares_within_pairs() -> None:
+    order = http_alternating.abba(3)
+    assert order == [False, True, True, False, False, True]
+    windows = [{"on": on, "throughput": 100.0 if on else 125.0} for on in order]
+    assert http_alternating.pair_ratios(windows, "throughput") == [0.8, 0.8, 0.8]
+    with pytest.raises(ValueError, match="one on and one off"):
+        http_alternating.pair_ratios([{"on": True, "x": 1.0}, {"on": True, "x": 1.0}], "x")
+
+
+def test_median_interval_is_the_binomial_order_statistics() -> None:
+    values = [float(v) for v in range(20, 0, -1)]  # order does not matter
+    assert http_alternating.median_interval(values) == (6.0, 15.0)  # 95.9% for n = 20
+    assert http_alternating.median_interval([3.0, 1.0, 2.0, 6.0, 5.0, 4.0]) == (1.0, 6.0)
+    low, high = http_alternating.median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert math.isnan(low) and math.isnan(high)  # five values cannot give 95%
+
+
+def test_load_generator_windows_leave_out_each_windows_settling_time() -> None:
+    tally = http_load.Tally(bin_s=1.0, settle_s=0.25, bins=[[], []])
+    for done in (10.1, 10.5, 10.99, 11.2, 11.3, 12.4):
+        tally.add(10.0, done, latency=0.002)
+    assert [len(b) for b in tally.bins] == [2, 1]  # settling and past the end left out
+    assert tally.bins[0] == [2000, 2000]  # microseconds
+    assert len(tally.latencies) == 6  # the run's own figures keep every response
+    assert http_load.summarize(tally, 2.0)["bins"] == tally.bins
+
+
+def test_alternating_run_switches_a_real_detector_on_and_off() -> None:
+    timing = http_alternating.Timing(pairs=1, window_s=0.6, settle_s=0.2)
+    result = http_alternating.measure("http_threaded", timing)
+    windows = result["windows"]
+    assert [w["on"] for w in windows] == [False, True]
+    assert all(w["throughput"] > 0 and w["cpu_per_request_s"] > 0 for w in windows)
+    assert result["sampler_cpu_s"] > 0  # the detector sampled while it was on ...
+    assert 0.5 < result["on_s"] < 1.0  # ... and only then
+    assert result["p99_on_s"] >= result["p50_on_s"] > 0
+    assert result["pairs"] == 1 and math.isfinite(result["loss"][0])
 
 
 def test_paired_overhead_compares_each_round_with_its_own_off_run() -> None:
