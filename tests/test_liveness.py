@@ -138,3 +138,82 @@ def test_a_call_seen_by_one_sample_counts_only_when_the_watcher_followed_it(mode
         assert len(counted) == 1 and counted[0].duration_s >= threshold
     else:
         assert counted == []
+
+
+def test_sleep_looks_once_without_the_gil_when_the_look_comes_first() -> None:
+    watcher = make_watcher("native", 1.0)  # its own rounds: none within this test
+    assert watcher is not None
+    inside, release = threading.Event(), threading.Event()
+    progress = [0]
+    slots: list[int] = []
+
+    def call() -> None:
+        slots.append(watcher.watch(sys._getframe(), 1.0))
+        inside.set()
+        while not release.is_set():
+            progress[0] += 1
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    inside.wait()
+    start = time.perf_counter()
+    before = progress[0]
+    watcher.sleep(start + 0.03, start + 0.01)  # the look would come after: none
+    watcher.sleep(start + 0.02, start + 0.04)
+    woke = time.perf_counter()
+    moved = progress[0] - before
+    release.set()
+    worker.join()
+    last_alive, ended_at = watcher.ended(slots[0])
+    watcher.stop()
+    assert woke >= start + 0.04  # slept until the end
+    assert moved > 0  # ... with the GIL released: the worker ran meanwhile
+    assert start + 0.02 <= last_alive < woke  # one look, at its time, saw the call
+    assert ended_at == 0.0
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_look_after_a_sample_tells_a_long_call_from_a_short_one(native: bool) -> None:
+    """Samples far apart and a watcher whose own rounds are rarer still: a call seen by
+    one sample counts when the look the sampler asks for, look_after_s later, found it
+    still running, and not without that look (it might have been a 1 ms call)."""
+    counts = {}
+    for look in (True, False):
+        watcher = make_watcher("native", 1.0)
+        assert watcher is not None
+        found: list[Operation] = []
+        tracker = CallTracker(
+            Scope(include=(__name__,)),
+            0.010,
+            0.005,
+            emit=found.extend,
+            thread_name=lambda tid: "worker",
+            watcher=watcher,
+            native=native,
+        )
+        inside, release = threading.Event(), threading.Event()
+
+        def long_dark_call(inside: threading.Event, release: threading.Event) -> None:
+            inside.set()
+            while not release.is_set():  # busy, not idle, when the sample is taken
+                time.sleep(0)
+
+        worker = threading.Thread(target=long_dark_call, args=(inside, release))
+        worker.start()
+        inside.wait()
+        tid = worker.ident
+        assert tid is not None
+        seen = time.perf_counter()
+        tracker.observe({tid: sys._current_frames()[tid]}, set(), seen)
+        if look:
+            watcher.sleep(seen + tracker.look_after_s, seen + tracker.look_after_s + 0.001)
+        else:
+            time.sleep(tracker.look_after_s + 0.001)
+        release.set()
+        worker.join()
+        time.sleep(0.02)
+        tracker.observe({}, set(), time.perf_counter())  # the thread is gone: calls end
+        watcher.stop()
+        tracker.flush()
+        counts[look] = len([op for op in found if op.site.endswith("long_dark_call")])
+    assert counts == {True: 1, False: 0}

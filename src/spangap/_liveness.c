@@ -418,6 +418,63 @@ watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(sleep_doc,
+"sleep(look_at, until)\n\n"
+"Sleep until `until` with the GIL released, and on the way, if `look_at` comes first,\n"
+"look once at every watched call at `look_at` (both time.perf_counter() values). The\n"
+"sampler sleeps in here between ticks: a call first seen by a tick is looked at again\n"
+"when, if it is still running, it has lasted long enough to be counted, however long\n"
+"the interval to the next tick.");
+
+/* Sleep on CLOCK_MONOTONIC until `when`; at once if it has passed. */
+static void
+sleep_until(double when)
+{
+    if (!(when > 0.0)) {
+        return;
+    }
+    struct timespec ts;
+    ts.tv_sec = (time_t)when;
+    ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static PyObject *
+watcher_sleep(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sleep(look_at, until) expects two floats");
+        return NULL;
+    }
+    double look_at = PyFloat_AsDouble(args[0]);
+    if (look_at == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    double until = PyFloat_AsDouble(args[1]);
+    if (until == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    /* Bounded like the interval itself: a bad value must not park the sampler. */
+    double latest = monotonic_now() + 1.0;
+    until = until < latest ? until : latest;
+    int look = look_at < until && !forked(w); /* after fork() the lock is not ours */
+    Py_BEGIN_ALLOW_THREADS
+    if (look) {
+        sleep_until(look_at);
+        pthread_mutex_lock(&w->lock);
+        watch_round(w);
+        pthread_mutex_unlock(&w->lock);
+    }
+    sleep_until(until);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 watcher_get_cpu(Watcher *w, void *Py_UNUSED(closure))
 {
@@ -456,6 +513,7 @@ static PyMethodDef watcher_methods[] = {
     {"ended", (PyCFunction)watcher_ended, METH_O, ended_doc},
     {"clear", (PyCFunction)watcher_clear, METH_NOARGS, clear_doc},
     {"stop", (PyCFunction)watcher_stop, METH_NOARGS, stop_doc},
+    {"sleep", (PyCFunction)(void (*)(void))watcher_sleep, METH_FASTCALL, sleep_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,6 +7,10 @@ watcher follows it from a native thread and records the last moment it was still
 running; the tracker then uses that moment instead of the last sample's. Only liveness
 comes from the watcher: whether a call was dark is still judged by samples.
 
+The sampler also sleeps between ticks in the watcher (``Watcher.sleep``), which looks
+once at every followed call at the moment that decides whether a call the last tick saw
+first reaches the threshold; the watcher's own rounds come at the sampler's interval.
+
 ``liveness="sampled"`` (or an interpreter where the extension is not built) uses samples
 alone, which is the reference behaviour the watcher refines.
 """

@@ -5,6 +5,13 @@ there were and the coverage they saw are accounted once per budget window (a ten
 a second first, then half a second) and at the end: a tick comes to a cold cache, and
 every Python call in it costs microseconds.
 
+Between ticks the sampler sleeps in the liveness watcher (``Watcher.sleep``), which
+takes one look, without the GIL, at every call it follows, ``CallTracker.look_after_s``
+after the last tick, if the next tick would come later. A call that tick saw first is
+then known to have reached the threshold (or not) even when the budget has spread the
+ticks wider than a call of twice the threshold: the look costs one more wake-up of this
+thread, where a faster watcher would cost one per round.
+
 Everything that can go wrong in here is caught: an error is counted, logged once, the
 tracker's state is dropped (it may be inconsistent) and sampling goes on; after too many
 errors in a row the sampler stops itself rather than keep failing inside the host.
@@ -120,6 +127,7 @@ class Sampler:
         last_tick = deadline = window_start = time.perf_counter()
         window = _FIRST_BUDGET_WINDOW_S
         jitter = self._rng.uniform
+        watcher, look_after = self._watcher, self._tracker.look_after_s
         try:
             while not self._stopping:
                 interval = self._setting.interval_s
@@ -131,7 +139,13 @@ class Sampler:
                 delay = deadline - time.perf_counter()
                 if delay < -interval:
                     deadline = time.perf_counter()  # fell far behind (a stall): no burst
-                time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
+                look_at = last_tick + look_after
+                if watcher is not None and look_at < deadline and watcher.watched:
+                    # The calls the last tick saw first get one more look, without the
+                    # GIL, at the moment that decides whether they reach the threshold.
+                    watcher.sleep(look_at, deadline)
+                else:
+                    time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
                 if self._stopping:
                     break
                 with self._lock:

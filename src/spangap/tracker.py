@@ -305,6 +305,15 @@ class CallTracker:
             for tid in [t for t in tracks if t not in alive_ids]:
                 self._end_calls(tracks.pop(tid), 0, now)  # the thread ended
 
+    @property
+    def look_after_s(self) -> float:
+        """How long after the sample that first saw a call the call must still be running
+        for its estimate to reach the threshold, given a gap of at least half the
+        threshold before that sample. The sampler has the liveness watcher look once at
+        that moment when the next sample would come later: then a call of twice the
+        threshold is told from a short one even when samples are far apart."""
+        return self._threshold - self._half_cap
+
     def set_interval(self, interval_s: float) -> None:
         """How often each thread is now examined (the overhead budget changed it)."""
         self._interval = interval_s
