@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,16 @@ def run_in_threads(target: Callable[[], None], count: int) -> None:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def os_thread_cpu(name: str) -> float:
+    """CPU seconds the kernel has charged to the live thread called ``name`` (NaN if
+    absent), read from outside that thread through its CPU-time clock: a check on
+    spangap's own accounting that does not depend on it."""
+    thread = next((t for t in threading.enumerate() if t.name == name), None)
+    if thread is None or thread.ident is None:
+        return float("nan")
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def median(values: Sequence[float]) -> float:

@@ -38,7 +38,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +50,7 @@ from _common import (
     emit,
     format_table,
     median,
+    os_thread_cpu,
     pct,
     prepare_child,
     run_child,
@@ -97,16 +97,6 @@ def busy_loop(gt: Any, address: tuple[str, int], deadline: float, done: list[int
         gt.dark_socket(address)
         units += 1
     done.append(units)
-
-
-def os_thread_cpu(name: str) -> float:
-    """CPU seconds the kernel has charged to the live thread called ``name`` (NaN if
-    absent), read from outside that thread through its CPU-time clock: a check on
-    spangap's own accounting that does not depend on it."""
-    thread = next((t for t in threading.enumerate() if t.name == name), None)
-    if thread is None or thread.ident is None:
-        return float("nan")
-    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def measure_sampler_cpu(seconds: float) -> dict[str, Any]:

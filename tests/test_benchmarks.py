@@ -247,8 +247,9 @@ def test_alternating_run_switches_a_real_detector_on_and_off() -> None:
     windows = result["windows"]
     assert [w["on"] for w in windows] == [False, True]
     assert all(w["throughput"] > 0 and w["cpu_per_request_s"] > 0 for w in windows)
-    assert result["sampler_cpu_s"] > 0  # the detector sampled while it was on ...
-    assert 0.5 < result["on_s"] < 1.0  # ... and only then
+    off, on = windows
+    assert on["sampler_share"] > 0  # the detector sampled while it was on ...
+    assert off["sampler_share"] == 0  # ... and only then
     assert result["p99_on_s"] >= result["p50_on_s"] > 0
     assert result["pairs"] == 1 and math.isfinite(result["loss"][0])
 
