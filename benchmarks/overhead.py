@@ -19,8 +19,8 @@
 
 Usage::
 
-    python benchmarks/overhead.py            # full run, about 11 minutes
-    python benchmarks/overhead.py --quick    # small self-test, about 1 minute
+    python benchmarks/overhead.py            # full run, about 17 minutes
+    python benchmarks/overhead.py --quick    # small self-test, about 1.5 minutes
 
 Peers: ``pip install yappi pyinstrument py-spy``.
 

@@ -140,15 +140,15 @@ def test_a_call_seen_by_one_sample_counts_only_when_the_watcher_followed_it(mode
         assert counted == []
 
 
-def test_sleep_looks_once_without_the_gil_when_the_look_comes_first() -> None:
+def test_sleep_looks_once_at_the_calls_watched_since_the_last_sleep() -> None:
     watcher = make_watcher("native", 1.0)  # its own rounds: none within this test
     assert watcher is not None
     inside, release = threading.Event(), threading.Event()
     progress = [0]
-    slots: list[int] = []
+    frames: list[FrameType] = []
 
     def call() -> None:
-        slots.append(watcher.watch(sys._getframe(), 1.0))
+        frames.append(sys._getframe())
         inside.set()
         while not release.is_set():
             progress[0] += 1
@@ -156,20 +156,27 @@ def test_sleep_looks_once_without_the_gil_when_the_look_comes_first() -> None:
     worker = threading.Thread(target=call)
     worker.start()
     inside.wait()
+    first = watcher.watch(frames[0], 1.0)
     start = time.perf_counter()
     before = progress[0]
-    watcher.sleep(start + 0.03, start + 0.01)  # the look would come after: none
     watcher.sleep(start + 0.02, start + 0.04)
     woke = time.perf_counter()
     moved = progress[0] - before
+    second = watcher.watch(frames[0], 2.0)
+    watcher.sleep(start + 0.06, start + 0.05)  # the look would come after: none
+    third = watcher.watch(frames[0], 3.0)
+    again = time.perf_counter()
+    watcher.sleep(again + 0.01, again + 0.02)  # looks at the third only
     release.set()
     worker.join()
-    last_alive, ended_at = watcher.ended(slots[0])
+    times = [watcher.ended(slot) for slot in (first, second, third)]
     watcher.stop()
     assert woke >= start + 0.04  # slept until the end
     assert moved > 0  # ... with the GIL released: the worker ran meanwhile
-    assert start + 0.02 <= last_alive < woke  # one look, at its time, saw the call
-    assert ended_at == 0.0
+    assert start + 0.02 <= times[0][0] < woke  # one look, at its time, saw the call
+    assert times[1] == (2.0, 0.0)  # no look: the next tick came first
+    assert times[2][0] >= again + 0.01  # the new call was looked at ...
+    assert times[0][0] < woke  # ... and the first was not looked at again
 
 
 @pytest.mark.parametrize("native", [False, True])

@@ -77,6 +77,11 @@ typedef struct {
     Py_ssize_t live;      /* slots in use */
     Py_ssize_t free_head; /* a free slot below used, or -1 */
     double cpu_seconds;   /* CPU time of the native thread, updated each round */
+    /* Slots watched since the sampler's last sleep(): the calls its last tick saw first,
+     * the only ones its look needs to check (a deep stack has thousands of others). */
+    Py_ssize_t *fresh;
+    Py_ssize_t fresh_len, fresh_cap;
+    int fresh_overflow;   /* some were not noted: the look checks every slot */
 } Watcher;
 
 static double
@@ -103,17 +108,23 @@ is_running(PyObject *frame)
     return data != (void *)f->_f_frame_data;
 }
 
-/* One round: note which watched calls are still running. Holds only our own lock.
+/* One round: note which watched calls are still running, among the slots `which[0:count]`
+ * or, when `which` is NULL, among all of them. Holds only our own lock.
  * A call found running was running when the round began (it was watched before), so
  * the clock read first is a time it was alive at. A call found returned may have
  * returned after that read, so its end is stamped with a clock read after the checks:
  * ended_at is never before the return. */
 static void
-watch_round(Watcher *w)
+check_slots(Watcher *w, const Py_ssize_t *which, Py_ssize_t count)
 {
     double now = monotonic_now();
     int any_ended = 0;
-    for (Py_ssize_t i = 0; i < w->used; i++) {
+    Py_ssize_t n = which != NULL ? count : w->used;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t i = which != NULL ? which[k] : k;
+        if (i >= w->used) {
+            continue;
+        }
         Slot *s = &w->slots[i];
         if (s->frame == NULL || s->ended_at != 0.0) {
             continue;
@@ -128,12 +139,62 @@ watch_round(Watcher *w)
     }
     if (any_ended) {
         double after = monotonic_now();
-        for (Py_ssize_t i = 0; i < w->used; i++) {
-            if (w->slots[i].frame != NULL && w->slots[i].ended_at < 0.0) {
+        for (Py_ssize_t k = 0; k < n; k++) {
+            Py_ssize_t i = which != NULL ? which[k] : k;
+            if (i < w->used && w->slots[i].frame != NULL && w->slots[i].ended_at < 0.0) {
                 w->slots[i].ended_at = after;
             }
         }
     }
+}
+
+static void
+watch_round(Watcher *w)
+{
+    check_slots(w, NULL, 0);
+}
+
+/* Note a newly watched slot for the sampler's next look (GIL and lock held). Past the
+ * cap, or without memory, the look checks every slot instead. */
+#define FRESH_CAP_MAX 65536
+static void
+note_fresh(Watcher *w, Py_ssize_t index)
+{
+    if (w->fresh_overflow) {
+        return;
+    }
+    if (w->fresh_len == w->fresh_cap) {
+        Py_ssize_t grown = w->fresh_cap ? w->fresh_cap * 2 : 64;
+        Py_ssize_t *fresh = grown <= FRESH_CAP_MAX
+                                ? PyMem_Realloc(w->fresh, (size_t)grown * sizeof(Py_ssize_t))
+                                : NULL;
+        if (fresh == NULL) {
+            w->fresh_overflow = 1;
+            return;
+        }
+        w->fresh = fresh;
+        w->fresh_cap = grown;
+    }
+    w->fresh[w->fresh_len++] = index;
+}
+
+/* The sampler's look: the slots watched since its last sleep (lock held). */
+static void
+look_round(Watcher *w)
+{
+    if (w->fresh_overflow) {
+        watch_round(w);
+    }
+    else {
+        check_slots(w, w->fresh, w->fresh_len);
+    }
+}
+
+static void
+forget_fresh(Watcher *w)
+{
+    w->fresh_len = 0;
+    w->fresh_overflow = 0;
 }
 
 static void *
@@ -263,6 +324,7 @@ drop_slots(Watcher *w)
     w->slots = NULL;
     w->capacity = w->used = w->live = 0;
     w->free_head = -1;
+    forget_fresh(w);
     if (locking) {
         pthread_mutex_unlock(&w->lock);
     }
@@ -277,6 +339,7 @@ watcher_dealloc(Watcher *w)
 {
     stop_thread(w);
     drop_slots(w);
+    PyMem_Free(w->fresh);
     if (!forked(w)) {
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->wake);
@@ -329,6 +392,7 @@ watch_frame(Watcher *w, PyObject *frame, double now)
         index = w->used++;
     }
     Slot *s = &w->slots[index];
+    note_fresh(w, index);
     Py_INCREF(frame);
     s->frame = frame;
     s->last_alive = now;
@@ -421,7 +485,8 @@ watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
 PyDoc_STRVAR(sleep_doc,
 "sleep(look_at, until)\n\n"
 "Sleep until `until` with the GIL released, and on the way, if `look_at` comes first,\n"
-"look once at every watched call at `look_at` (both time.perf_counter() values). The\n"
+"look once at `look_at` at the calls watched since the last sleep() (both\n"
+"time.perf_counter() values). The\n"
 "sampler sleeps in here between ticks: a call first seen by a tick is looked at again\n"
 "when, if it is still running, it has lasted long enough to be counted, however long\n"
 "the interval to the next tick.");
@@ -462,14 +527,23 @@ watcher_sleep(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
     /* Bounded like the interval itself: a bad value must not park the sampler. */
     double latest = monotonic_now() + 1.0;
     until = until < latest ? until : latest;
-    int look = look_at < until && !forked(w); /* after fork() the lock is not ours */
+    if (forked(w)) { /* after fork() the lock is not ours: sleep only */
+        Py_BEGIN_ALLOW_THREADS
+        sleep_until(until);
+        Py_END_ALLOW_THREADS
+        Py_RETURN_NONE;
+    }
+    int look = look_at < until;
     Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&w->lock);
     if (look) {
+        pthread_mutex_unlock(&w->lock);
         sleep_until(look_at);
         pthread_mutex_lock(&w->lock);
-        watch_round(w);
-        pthread_mutex_unlock(&w->lock);
+        look_round(w);
     }
+    forget_fresh(w); /* the next tick's new calls are the next look's */
+    pthread_mutex_unlock(&w->lock);
     sleep_until(until);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
