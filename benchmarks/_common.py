@@ -26,6 +26,7 @@ CHILD_TIMEOUT_S = 600.0
 #: The benchmark harness (the script run as ``__main__`` and this module) is not the
 #: workload: excluded from the detector's scope so that only ground-truth sites count.
 HARNESS = ("__main__", "_common")
+SAMPLER_THREAD = "spangap-sampler"  # the detector's sampling thread, by name
 
 
 def prepare_child() -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from _common import (
     HARNESS,
+    SAMPLER_THREAD,
     emit,
     format_table,
     median,
@@ -56,7 +57,6 @@ LABELS = {
     "threaded": "HTTP, 16 worker threads, 32 connections",
     "asyncio": "HTTP, asyncio, 1,000 connections",
 }
-SAMPLER_THREAD = "spangap-sampler"
 LEAD_S = 4.0  # from the child's start to the first window: connecting and warming up
 
 

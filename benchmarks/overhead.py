@@ -47,6 +47,7 @@ import http_alternating
 from _common import (
     CHILD_TIMEOUT_S,
     HARNESS,
+    SAMPLER_THREAD,
     emit,
     format_table,
     median,
@@ -61,7 +62,6 @@ from http_service import APP_MODULE, OUT_OF_SCOPE
 THREADS = 16
 MODULE = "gt_workloads"
 HTTP_FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}  # kind -> flavour
-SAMPLER_THREAD = "spangap-sampler"
 COUNTER = "spangap_sampler_cpu_seconds_total"
 
 

@@ -147,6 +147,7 @@ def measure(row: Row) -> dict[str, Any]:
     return {
         "share": (last.sampler_cpu_seconds - first.sampler_cpu_seconds) / wall,
         "ticks_per_s": (last.samples - first.samples) / wall,
+        "operations_per_s": (last.operations - first.operations) / wall,
         "interval_s": setting.interval_s,
         "stride": setting.stride,
     }
@@ -195,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"{median([r['ticks_per_s'] for r in runs]):.0f}",
                 f"{1000 * median([r['interval_s'] for r in runs]):.1f} ms",
                 f"{median([r['stride'] for r in runs]):g}",
+                f"{median([r['operations_per_s'] for r in runs]):.0f}",
             ]
         )
     print(
         f"spangap sampler cost vs scale at max_overhead {pct(BUDGET, digits=0)}: steady window "
         f"after settling, median of {repeats} run(s), Python {platform.python_version()}"
     )
-    headers = ["workload", "sampler CPU", "vs budget", "ticks/s", "interval", "stride"]
+    headers = ["workload", "sampler CPU", "vs budget", "ticks/s", "interval", "stride", "ops/s"]
     print(format_table(headers, lines))
     print(f"total time {time.perf_counter() - started:.0f} s")
 
