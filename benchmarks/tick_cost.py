@@ -65,6 +65,21 @@ def timed(totals: dict[str, int], name: str, fn: Callable[..., Any]) -> Callable
     return wrapper
 
 
+class TimedSleep:
+    """The liveness watcher as the sampler sees it, with its ``sleep`` timed. The tracker
+    keeps the watcher itself: it calls it through its C API."""
+
+    def __init__(self, watcher: Any, totals: dict[str, int]) -> None:
+        object.__setattr__(self, "_watcher", watcher)
+        object.__setattr__(self, "sleep", timed(totals, "sleep", watcher.sleep))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._watcher, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._watcher, name, value)
+
+
 def voluntary_switches(native_id: int | None) -> int:
     """How many times the kernel has put thread ``native_id`` to sleep on a wait (-1
     where /proc does not say)."""
@@ -100,6 +115,14 @@ def measure(
 
     totals: dict[str, int] = {}
     CallTracker.flush = timed(totals, "flush", CallTracker.flush)  # type: ignore[method-assign]
+    start_sampler = sampler_module.Sampler.start
+
+    def start_timed(sampler: Any) -> None:  # the sampler sleeps in the watcher when there is one
+        if sampler._watcher is not None:
+            sampler._watcher = TimedSleep(sampler._watcher, totals)
+        start_sampler(sampler)
+
+    sampler_module.Sampler.start = start_timed  # type: ignore[method-assign]
     detector = spangap.enable_gap_detector(
         registry=prometheus_client.CollectorRegistry(),
         include=["gt_workloads", "http_app"],

@@ -485,7 +485,7 @@ watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
 PyDoc_STRVAR(sleep_doc,
 "sleep(look_at, until)\n\n"
 "Sleep until `until` with the GIL released, and on the way, if `look_at` comes first,\n"
-"look once at `look_at` at the calls watched since the last sleep() (both\n"
+"look once at `look_at` at the calls watched since the last sleep(), if any (both\n"
 "time.perf_counter() values). The\n"
 "sampler sleeps in here between ticks: a call first seen by a tick is looked at again\n"
 "when, if it is still running, it has lasted long enough to be counted, however long\n"
@@ -533,10 +533,10 @@ watcher_sleep(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
-    int look = look_at < until;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&w->lock);
-    if (look) {
+    /* Nothing new to look at: no extra wake-up, which is the look's whole cost. */
+    if (look_at < until && (w->fresh_len > 0 || w->fresh_overflow)) {
         pthread_mutex_unlock(&w->lock);
         sleep_until(look_at);
         pthread_mutex_lock(&w->lock);

@@ -6,11 +6,11 @@ a second first, then half a second) and at the end: a tick comes to a cold cache
 every Python call in it costs microseconds.
 
 Between ticks the sampler sleeps in the liveness watcher (``Watcher.sleep``), which
-takes one look, without the GIL, at every call it follows, ``CallTracker.look_after_s``
-after the last tick, if the next tick would come later. A call that tick saw first is
-then known to have reached the threshold (or not) even when the budget has spread the
-ticks wider than a call of twice the threshold: the look costs one more wake-up of this
-thread, where a faster watcher would cost one per round.
+takes one look, without the GIL, at the calls the last tick saw first,
+``CallTracker.look_after_s`` after that tick, if the next tick would come later. Such a
+call is then known to have reached the threshold (or not) even when the budget has
+spread the ticks wider than a call of twice the threshold: the look costs one more
+wake-up of this thread, where a faster watcher would cost one per round.
 
 Everything that can go wrong in here is caught: an error is counted, logged once, the
 tracker's state is dropped (it may be inconsistent) and sampling goes on; after too many
@@ -139,11 +139,11 @@ class Sampler:
                 delay = deadline - time.perf_counter()
                 if delay < -interval:
                     deadline = time.perf_counter()  # fell far behind (a stall): no burst
-                look_at = last_tick + look_after
-                if watcher is not None and look_at < deadline and watcher.watched:
+                if watcher is not None:
                     # The calls the last tick saw first get one more look, without the
-                    # GIL, at the moment that decides whether they reach the threshold.
-                    watcher.sleep(look_at, deadline)
+                    # GIL, at the moment that decides whether they reach the threshold
+                    # (none when the next tick comes first).
+                    watcher.sleep(last_tick + look_after, deadline)
                 else:
                     time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
                 if self._stopping:
