@@ -49,14 +49,8 @@ from _common import (
     prepare_child,
     run_child,
 )
-from http_service import APP_MODULE, OUT_OF_SCOPE
+from http_service import APP_MODULE, CONNECTIONS, FLAVOURS, LABELS, OUT_OF_SCOPE
 
-FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}  # kind -> flavour
-CONNECTIONS = {"threaded": 32, "asyncio": 1000}
-LABELS = {
-    "threaded": "HTTP, 16 worker threads, 32 connections",
-    "asyncio": "HTTP, asyncio, 1,000 connections",
-}
 LEAD_S = 4.0  # from the child's start to the first window: connecting and warming up
 
 

@@ -20,6 +20,14 @@ WORKERS = 16  # the threaded server's pool
 #: and the load generator for the outside world, so they and this module are not.
 APP_MODULE = "http_app"
 OUT_OF_SCOPE = ("http_server", "http_load", "http_service")
+#: The two HTTP workloads by kind: the server flavour, its closed-loop connections, and
+#: the row label every benchmark table uses.
+FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}
+CONNECTIONS = {"threaded": 32, "asyncio": 1000}
+LABELS = {
+    "threaded": f"HTTP, {WORKERS} worker threads, {CONNECTIONS['threaded']} connections",
+    "asyncio": f"HTTP, asyncio, {CONNECTIONS['asyncio']:,} connections",
+}
 Server = http_server.ThreadedServer | http_server.AsyncServer
 
 

@@ -57,11 +57,10 @@ from _common import (
     run_child,
     run_in_threads,
 )
-from http_service import APP_MODULE, OUT_OF_SCOPE
+from http_service import APP_MODULE, CONNECTIONS, FLAVOURS, LABELS, OUT_OF_SCOPE
 
 THREADS = 16
 MODULE = "gt_workloads"
-HTTP_FLAVOURS = {"http_threaded": "threaded", "http_asyncio": "asyncio"}  # kind -> flavour
 COUNTER = "spangap_sampler_cpu_seconds_total"
 
 
@@ -316,8 +315,8 @@ def run_one(args: dict[str, Any]) -> dict[str, Any]:
         return cpu_single(args["tool"], args["calls"])
     if kind == "threads_mixed":
         return threads_mixed(args["tool"], args["seconds"])
-    if kind in HTTP_FLAVOURS:
-        flavour = HTTP_FLAVOURS[kind]
+    if kind in FLAVOURS:
+        flavour = FLAVOURS[kind]
         return serve_under_tool(
             args["tool"], flavour, args["connections"], args["warmup_s"], args["seconds"]
         )
@@ -370,10 +369,6 @@ class Workload:
         return f"{value:.3f} {self.unit}" if self.unit == "s" else f"{value:.0f} {self.unit}"
 
 
-HTTP_THREADED_CONNECTIONS = 32
-HTTP_ASYNCIO_CONNECTIONS = 1000
-
-
 def workloads(quick: bool, http_peer_rounds: int) -> list[Workload]:
     """The part (b) workloads: the single-thread one shows the sampler's share of the
     GIL at its plainest, the threaded one the cost under contention, and the two HTTP
@@ -395,20 +390,20 @@ def workloads(quick: bool, http_peer_rounds: int) -> list[Workload]:
             {"seconds": 1.5 if quick else 5.0},
         ),
         Workload(
-            f"HTTP, {THREADS} worker threads, {HTTP_THREADED_CONNECTIONS} connections",
+            LABELS["threaded"],
             "http_threaded",
             "req/s",
             True,
-            {"connections": HTTP_THREADED_CONNECTIONS, **http_time},
+            {"connections": CONNECTIONS["threaded"], **http_time},
             http=True,
             peer_rounds=http_peer_rounds,
         ),
         Workload(
-            f"HTTP, asyncio, {HTTP_ASYNCIO_CONNECTIONS:,} connections",
+            LABELS["asyncio"],
             "http_asyncio",
             "req/s",
             True,
-            {"connections": HTTP_ASYNCIO_CONNECTIONS, **http_time},
+            {"connections": CONNECTIONS["asyncio"], **http_time},
             http=True,
             peer_rounds=http_peer_rounds,
         ),

@@ -45,7 +45,8 @@ from collections.abc import Callable
 from typing import Any
 
 from _common import HARNESS, emit, format_table, median, prepare_child, run_child, run_in_threads
-from overhead import HTTP_ASYNCIO_CONNECTIONS, serve_under_tool
+from http_service import CONNECTIONS
+from overhead import serve_under_tool
 
 PARTS = ("sleep", "tick", "current_frames", "span_reader", "tracker", "tasks", "add_ticks", "flush")
 WORKLOADS = ("gt-mix", "asyncio-http", "sleep-dark", "sleep-spanned")
@@ -229,7 +230,7 @@ def run_gt_mix(threads: int, seconds: float) -> int:
 def run_asyncio_http(seconds: float) -> int:
     """overhead.py's asyncio service under its 1,000-connection load, with no tool of
     its own (the detector is already running); requests served."""
-    result = serve_under_tool("off", "asyncio", HTTP_ASYNCIO_CONNECTIONS, 1.0, seconds)
+    result = serve_under_tool("off", "asyncio", CONNECTIONS["asyncio"], 1.0, seconds)
     return int(result["requests"])
 
 
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     per_op = median([r["parts_ns"].get("flush", 0) / 1e3 / r["operations"] for r in counted])
     load = {
         "gt-mix": f"{args.threads} threads, ground-truth mix",
-        "asyncio-http": f"asyncio HTTP service, {HTTP_ASYNCIO_CONNECTIONS:,} connections",
+        "asyncio-http": f"asyncio HTTP service, {CONNECTIONS['asyncio']:,} connections",
         "sleep-dark": f"{args.threads} threads, 25 ms calls, no span",
         "sleep-spanned": f"{args.threads} threads, 25 ms calls, each thread in one span",
     }[args.workload]
