@@ -485,11 +485,10 @@ watcher_stop(Watcher *w, PyObject *Py_UNUSED(ignored))
 PyDoc_STRVAR(sleep_doc,
 "sleep(look_at, until)\n\n"
 "Sleep until `until` with the GIL released, and on the way, if `look_at` comes first,\n"
-"look once at `look_at` at the calls watched since the last sleep(), if any (both\n"
-"time.perf_counter() values). The\n"
-"sampler sleeps in here between ticks: a call first seen by a tick is looked at again\n"
-"when, if it is still running, it has lasted long enough to be counted, however long\n"
-"the interval to the next tick.");
+"look once at `look_at` at the calls watched since the last sleep(), if any (both are\n"
+"time.perf_counter() values). The sampler sleeps in here between ticks: a call first\n"
+"seen by a tick is looked at again when, if it is still running, it has lasted long\n"
+"enough to be counted, however long the interval to the next tick.");
 
 /* Sleep on CLOCK_MONOTONIC until `when`; at once if it has passed. */
 static void

@@ -106,7 +106,7 @@ class Sampler:
             if self._watcher is not None:
                 self._watcher.stop()
             self._flush_safely()
-            cpu = time.thread_time() - cpu_start + self._watcher_cpu_since_last()
+            cpu, _ = self._cost_since(cpu_start)
             self._account_safely(time.perf_counter(), cpu)
         finally:
             self._lock.release()
@@ -156,9 +156,7 @@ class Sampler:
                     last_tick = now
                     self._tick_safely(exclude=self.ident)
                 if now - window_start >= window:
-                    cpu_now = time.thread_time()
-                    cpu = cpu_now - cpu_mark + self._watcher_cpu_since_last()
-                    cpu_mark = cpu_now
+                    cpu, cpu_mark = self._cost_since(cpu_mark)
                     with self._lock:
                         self._account_safely(now, cpu)
                     self._apply_budget(cpu, now - window_start)
@@ -174,7 +172,7 @@ class Sampler:
                     return
         finally:  # what the last window's ticks cost, before stop() takes its last sample
             with self._lock:
-                cpu = time.thread_time() - cpu_mark + self._watcher_cpu_since_last()
+                cpu, _ = self._cost_since(cpu_mark)
                 self._account_safely(time.perf_counter(), cpu)
 
     def _apply_budget(self, cpu_s: float, window_s: float) -> None:
@@ -228,6 +226,13 @@ class Sampler:
             return frames
         turn = self._tick_no % stride
         return {tid: frames[tid] for i, tid in enumerate(sorted(frames)) if i % stride == turn}
+
+    def _cost_since(self, mark: float) -> tuple[float, float]:
+        """What sampling cost since ``mark`` (the calling thread's CPU clock then): that
+        thread's CPU plus the watcher's not yet counted; and the clock now, the next
+        mark."""
+        now = time.thread_time()
+        return now - mark + self._watcher_cpu_since_last(), now
 
     def _watcher_cpu_since_last(self) -> float:
         """The native watcher's CPU since the previous tick: part of the sampler's cost."""
