@@ -686,6 +686,16 @@ known_position(Track *t, PyFrameObject *frame)
     return -1;
 }
 
+/* Drop the references of a chain from collect_chain() and free its block, if any. */
+static void
+release_chain(PyObject **chain, Py_ssize_t n, PyObject **small)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(chain[i]);
+    if (chain != small)
+        PyMem_Free(chain);
+}
+
 /* The chain from `frame` (a new reference, taken over) towards the thread's root, leaf
  * first, as new references: in `small` (SMALL_CHAIN slots) or, for deeper stacks, in a
  * block that release_chain() frees. With a track, the walk stops at the first frame
@@ -711,10 +721,7 @@ collect_chain(PyFrameObject *frame, Track *t, Py_ssize_t *keep, PyObject **small
             PyObject **grown = PyMem_Malloc((size_t)cap * 2 * sizeof(PyObject *));
             if (grown == NULL) {
                 Py_DECREF(frame);
-                for (Py_ssize_t i = 0; i < n; i++)
-                    Py_DECREF(frames[i]);
-                if (frames != small)
-                    PyMem_Free(frames);
+                release_chain(frames, n, small);
                 PyErr_NoMemory();
                 return -1;
             }
@@ -729,15 +736,6 @@ collect_chain(PyFrameObject *frame, Track *t, Py_ssize_t *keep, PyObject **small
     }
     *chain = frames;
     return n;
-}
-
-static void
-release_chain(PyObject **chain, Py_ssize_t n, PyObject **small)
-{
-    for (Py_ssize_t i = 0; i < n; i++)
-        Py_DECREF(chain[i]);
-    if (chain != small)
-        PyMem_Free(chain);
 }
 
 /* tracker._restructure: the leaf changed; end the calls that returned, push new ones. */
