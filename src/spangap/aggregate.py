@@ -66,17 +66,21 @@ class _SiteAggregate:
         self.example: tuple[str, ...] | None = None
 
     def add(self, op: Operation, rng: random.Random) -> None:
-        self.count += 1
+        count = self.count = self.count + 1
         self.total_s += op.dark_s
         self.self_s += op.self_s
-        self.max_s = max(self.max_s, op.duration_s)
-        self.last_seen = max(self.last_seen, op.end_time)
-        if len(self.durations) < _RESERVOIR:
-            self.durations.append(op.duration_s)
+        duration = op.duration_s
+        if duration > self.max_s:
+            self.max_s = duration
+        if op.end_time > self.last_seen:
+            self.last_seen = op.end_time
+        durations = self.durations
+        if len(durations) < _RESERVOIR:
+            durations.append(duration)
         else:  # reservoir sampling keeps an unbiased sample of all durations
-            slot = rng.randrange(self.count)
+            slot = int(rng.random() * count)
             if slot < _RESERVOIR:
-                self.durations[slot] = op.duration_s
+                durations[slot] = duration
         _tally(self.callers, op.caller or "(thread root)")
         if op.waited_in:
             _tally(self.waits, op.waited_in)
@@ -132,21 +136,32 @@ class Aggregate:
         self._window: deque[tuple[int, float, float]] = deque()
 
     def record(self, ops: list[Operation]) -> None:
-        """Add a batch of operations (the tracker's flush, on any thread). The metric
-        series of a (site, cause) are updated once per batch, except the histogram."""
+        """Add a batch of operations (the tracker's flush, on any thread). Each (site,
+        cause) is looked up once per batch and its metric series updated once, except
+        the histogram, which takes one observation per operation."""
+        by_site: dict[tuple[str, str], list[Operation]] = {}
+        for op in ops:  # in order of completion within each (site, cause)
+            key = (op.site, op.cause)
+            same = by_site.get(key)
+            if same is None:
+                by_site[key] = [op]
+            else:
+                same.append(op)
         batch: dict[tuple[str, str], list[Operation]] = {}
         newly_dropped = 0
+        rng = self._rng
         with self._lock:
-            for op in ops:
-                label, dropped = self._bound.label(op.site)
+            for (site, cause), same in by_site.items():
+                label, dropped = self._bound.label(site)
                 newly_dropped += dropped
-                key = (label, op.cause)
+                key = (label, cause)
                 agg = self._sites.get(key)
                 if agg is None:
-                    file, line = (op.file, op.line) if label != OTHER_SITE else ("", 0)
+                    file, line = (same[0].file, same[0].line) if label != OTHER_SITE else ("", 0)
                     agg = self._sites[key] = _SiteAggregate(file, line)
-                agg.add(op, self._rng)
-                batch.setdefault(key, []).append(op)
+                for op in same:
+                    agg.add(op, rng)
+                batch.setdefault(key, []).extend(same)
             self.operations += len(ops)
         for key, same in batch.items():
             children = self._children.get(key)
@@ -162,8 +177,9 @@ class Aggregate:
             operations.inc(len(same))
             seconds.inc(sum(op.dark_s for op in same))
             self_seconds.inc(sum(op.self_s for op in same))
+            observe = duration.observe
             for op in same:
-                duration.observe(op.duration_s)
+                observe(op.duration_s)
         if newly_dropped:
             self._metrics.sites_dropped.inc(newly_dropped)
 

@@ -656,11 +656,16 @@ class CallTracker:
     ) -> Operation:
         """The operation for one record of the C thread path, whose figures were worked
         out as :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
-        counts: Counter[str | None] = Counter()
-        for where, lasti, count in waits:
-            name = self._cached_wait_of(where, lasti)
-            if name is not None:
-                counts[name] += count
+        waited_in: str | None = None
+        if len(waits) == 1:  # the common case: one place, no counting
+            waited_in = self._cached_wait_of(waits[0][0], waits[0][1])
+        elif waits:
+            counts: dict[str | None, int] = {}
+            for where, lasti, count in waits:
+                name = self._cached_wait_of(where, lasti)
+                if name is not None:
+                    counts[name] = counts.get(name, 0) + count
+            waited_in = _top_name(counts)
         return Operation(
             info.site,
             info.file,
@@ -671,7 +676,7 @@ class CallTracker:
             self_s,
             None if caller is None else caller.site,
             thread,
-            _top_name(counts),
+            waited_in,
             end_time,
             example,
             lost_from,
@@ -713,7 +718,7 @@ def _most_common(track: _ThreadTrack, wait_start: int) -> str | None:
     return _top_name(counts)
 
 
-def _top_name(counts: Counter[str | None]) -> str | None:
+def _top_name(counts: dict[str | None, int]) -> str | None:
     """The most frequent name (the first met, on a tie), or None if there is none."""
     return max(counts, key=counts.__getitem__) if counts else None
 
