@@ -28,11 +28,22 @@ SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
 SPANNED = f"{detection.MODULE}:spanned_cm"
 
 
-def result(counted: dict[str, int], real: dict[str, tuple[int, int, int]]) -> dict[str, object]:
+def result(
+    counted: dict[str, int],
+    real: dict[str, tuple[int, int, int]],
+    over_half: dict[str, int] | None = None,
+) -> dict[str, object]:
+    """A child's result: per site (calls, >= threshold, >= 2x threshold) real calls; the
+    calls over half the threshold are those at least the threshold unless given."""
     return {
         "counted": counted,
         "real": {
-            site: {"calls": c, "ge_threshold": t, "ge_2x_threshold": t2}
+            site: {
+                "calls": c,
+                "over_half_threshold": (over_half or {}).get(site, t),
+                "ge_threshold": t,
+                "ge_2x_threshold": t2,
+            }
             for site, (c, t, t2) in real.items()
         },
         "dark_sleep_real_median_s": 0.025,
@@ -57,6 +68,19 @@ def test_recall_is_capped_per_site_and_excess_is_over_count() -> None:
     assert (m["false_pos"], m["fp_short"]) == (1, 1)
     assert m["dur_err"] == pytest.approx(0.1)
     assert (m["samples_per_s"], m["sampler_cpu"]) == (200, 0.01)
+
+
+def test_short_counts_beyond_the_calls_over_half_the_threshold_are_violations() -> None:
+    """3 dark_short calls counted, 2 of them really took over half the threshold (the
+    thread waited for the GIL): at least one call of at most half was counted."""
+    m = detection.row_metrics(
+        result({SLEEP: 10, SHORT: 3}, {SLEEP: (10, 10, 10), SHORT: (10, 1, 0)}, {SHORT: 2})
+    )
+    assert (m["fp_short"], m["short_slow"], m["half_short"]) == (3, 1, 1)
+    m = detection.row_metrics(
+        result({SLEEP: 10, SHORT: 2}, {SLEEP: (10, 10, 10), SHORT: (10, 1, 0)}, {SHORT: 2})
+    )
+    assert m["half_short"] == 0
 
 
 def test_spanned_sites_never_count_as_found() -> None:
