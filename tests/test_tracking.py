@@ -240,3 +240,23 @@ def test_native_tracker_is_used_when_asked(start_detector) -> None:
     detector.stop()
     detector = start_detector(tracker="python")
     assert detector.tracker == "python"
+
+
+def test_an_operation_of_the_c_path_waited_where_most_of_its_samples_sat() -> None:
+    """The C path hands over a call's waits counted by place; the operation names the
+    place with the most samples, adding up places with the same name, the first met on
+    a tie (as the reference does from its per-sample log)."""
+    scope = Scope(include=(__name__,))
+    tracker = CallTracker(scope, THRESHOLD, INTERVAL, emit=print, thread_name=str)
+    # Two out-of-scope places (the CodeInfo of a leaf outside the application).
+    sleep, recv = scope.info(middle.__code__, "time"), scope.info(leaf_wait.__code__, "socket")
+    info = scope.info(leaf_wait.__code__, __name__)
+
+    def waited_in(waits: list[tuple[object, int, int]]) -> str | None:
+        record = (info, "no_span", None, 0.02, 0.02, 0.02, None, "t", waits, 1.0, None)
+        return tracker._from_native(*record).waited_in
+
+    assert waited_in([(sleep, -1, 2), (recv, -1, 3), (sleep, -1, 2)]) == sleep.display
+    assert waited_in([(recv, -1, 1), (sleep, -1, 1)]) == recv.display
+    assert waited_in([(recv, -1, 5)]) == recv.display
+    assert waited_in([]) is None
