@@ -52,9 +52,24 @@ def test_over_the_budget_one_update_cuts_all_the_way_and_speeding_up_is_gradual(
 def test_past_the_widest_interval_it_examines_fewer_threads_per_tick() -> None:
     budget = OverheadBudget(0.01, BASE, THRESHOLD)
     run(budget, 0.5, 40)  # needs a 50x cut: 20x from the interval, then a stride
-    assert budget.setting.interval_s == pytest.approx(FLOOR_OF_THRESHOLD * THRESHOLD)
-    assert 1 < budget.setting.stride <= MAX_STRIDE
-    assert budget.share <= 1.2 * 0.01
+    stride, widest = budget.setting.stride, FLOOR_OF_THRESHOLD * THRESHOLD
+    assert 1 < stride <= MAX_STRIDE
+    # The interval makes up the rest of a whole stride step: a 3rd of the threads where
+    # 2.6 of the widest interval would do means ticks at 2.6/3 of it.
+    assert widest * (stride - 1) / stride < budget.setting.interval_s <= widest
+    assert 0.8 * 0.01 <= budget.share <= 1.2 * 0.01
+
+
+def test_with_a_stride_the_share_holds_steady_inside_the_budget() -> None:
+    """A 30x cut is 1.6 strides at the widest interval: whole strides alone would
+    alternate between 2 (75% of the budget) and 1 (150%) instead of settling."""
+    budget = OverheadBudget(0.01, BASE, THRESHOLD)
+    shares = []
+    for _ in range(40):
+        run(budget, 0.3, 1)
+        shares.append(budget.share)
+    assert budget.setting.stride == 2
+    assert all(0.8 * 0.01 <= share <= 1.2 * 0.01 for share in shares[-10:])
 
 
 def test_when_the_load_goes_away_it_narrows_back() -> None:

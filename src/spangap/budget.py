@@ -19,7 +19,9 @@ thread is examined. The budget has two knobs, turned in this order:
    could not hold 1% there;
 2. the stride, once the interval is at its widest: each tick examines one thread (and
    task) in ``stride``, up to 8, in a rotation, so every thread is examined every
-   ``stride`` ticks and none is starved. It only cuts the per-thread part, which
+   ``stride`` ticks and none is starved. With a stride, the interval comes back under
+   the widest by what a whole stride step would overshoot (stride 3 where 2.4 would do
+   ticks at 2.4/3 of the widest interval). It only cuts the per-thread part, which
    dominates with hundreds of busy threads.
 
 At the floor (widest interval, largest stride) the budget cannot shrink the cost any
@@ -113,4 +115,9 @@ class OverheadBudget:
         widest = self.floor_s / self.base_interval_s
         if factor <= widest:
             return Setting(self.base_interval_s * factor, 1)
-        return Setting(self.floor_s, min(MAX_STRIDE, math.ceil(factor / widest)))
+        stride = min(MAX_STRIDE, math.ceil(factor / widest))
+        # A whole stride is a coarse step (2 -> 3 is a third of the per-thread cost): the
+        # interval, a little under the widest, makes each thread's turn come every
+        # factor x interval_ms exactly, instead of up to a stride step later than the
+        # budget needs.
+        return Setting(min(self.floor_s, self.base_interval_s * factor / stride), stride)
