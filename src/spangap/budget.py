@@ -31,13 +31,13 @@ keeps sampling at the floor. The gauges ``spangap_sampler_interval_seconds`` and
 
 The controller works on one number, the slowdown ``factor`` = interval / interval_ms x
 stride: how much less often each thread is examined than at full rate. Over the budget,
-an update goes straight to the factor that would bring the measured share to 95% of the
+an update goes straight to the factor that would bring the measured share to 93% of the
 budget (the host should not pay for a slow approach); under it, the update moves only
 half way there (in log space), so that sampling speeds up cautiously. Differences under
-5% are ignored. A window's share is noisy (about 5-10% from one half-second to the
-next), and cuts are bolder than raises, so the held share settles a little under the
-aim: a wider band or a lower aim (90% and 10% were tried) left it 15-30% under the
-budget, sampling less than the budget pays for.
+5% are ignored. A window's share is noisy (5-10% from one half-second to the next) and
+cuts are bolder than raises, so the held share settles a little under the aim, which is
+itself under the budget so that the share stays inside it. (A 90% aim with a 10% band
+settled 5-30% under the budget: sampling less than the budget pays for.)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ log = logging.getLogger("spangap")
 
 FLOOR_OF_THRESHOLD = 10.0  # widest interval at all, as a multiple of the threshold
 MAX_STRIDE = 8
-_AIM = 0.95  # aim a little under the budget so that the held share lands inside it
+_AIM = 0.93  # aim a little under the budget so that the held share lands inside it
 _DEADBAND = 0.05
 _STEP_DOWN = 1.0  # share of the (log) correction applied per update, over the budget
 _STEP_UP = 0.5  # ... and under it
