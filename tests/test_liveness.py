@@ -224,3 +224,42 @@ def test_the_look_after_a_sample_tells_a_long_call_from_a_short_one(native: bool
         tracker.flush()
         counts[look] = len([op for op in found if op.site.endswith("long_dark_call")])
     assert counts == {True: 1, False: 0}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_watcher_copied_by_fork_is_left_to_its_parent() -> None:
+    """In a forked child the watcher's thread and lock belong to the parent: the child's
+    copy refuses new calls, sleeps without looking, and goes away without waiting for a
+    thread that is not there; the parent's watcher goes on working."""
+    import os
+
+    watcher = make_watcher("native", 0.002)
+    assert watcher is not None
+    frame = sys._getframe()
+    slot = watcher.watch(frame, time.perf_counter())
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        status = 1
+        try:
+            try:
+                watcher.watch(frame, time.perf_counter())
+            except RuntimeError as exc:
+                if "parent" in str(exc):
+                    status = 2
+            if status == 2:
+                now = time.perf_counter()
+                watcher.sleep(now + 0.001, now + 0.002)
+                watcher.stop()
+                status = 0
+        finally:
+            os._exit(status)
+    deadline = time.perf_counter() + 30  # a child stuck on the parent's lock fails, not hangs
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    alive, ended = watcher.ended(slot)  # the parent's copy still follows its call
+    assert alive > 0 and ended == 0.0
+    watcher.stop()

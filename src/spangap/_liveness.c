@@ -29,7 +29,6 @@
 #include <pthread.h>
 #include <time.h>
 #include <limits.h>
-#include <unistd.h>
 
 #include "_liveness_api.h"
 
@@ -69,7 +68,8 @@ typedef struct {
     pthread_t thread;
     int running;          /* the native thread was started and not yet joined */
     int stopping;
-    pid_t owner_pid;      /* after fork() the thread and lock belong to the parent */
+    unsigned long fork_generation; /* fork_generation at creation: after fork() the
+                                    * thread and lock belong to the parent */
     double interval;
     Slot *slots;
     Py_ssize_t capacity;
@@ -237,10 +237,21 @@ watch_loop(void *arg)
     return NULL;
 }
 
+/* Bumped in the child by every fork() (pthread_atfork), so that a watcher copied from
+ * its parent is known as such without a getpid() system call (glibc no longer caches
+ * the pid) on every call watched and ended. */
+static volatile unsigned long fork_generation;
+
+static void
+after_fork_in_child(void)
+{
+    fork_generation++;
+}
+
 static int
 forked(Watcher *w)
 {
-    return w->owner_pid != getpid();
+    return w->fork_generation != fork_generation;
 }
 
 /* Rounds faster than 0.5 ms would cost more than they tell; slower than 1 s, nothing. */
@@ -268,7 +279,7 @@ watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     w->interval = interval;
-    w->owner_pid = getpid();
+    w->fork_generation = fork_generation;
     w->free_head = -1;
     if (pthread_mutex_init(&w->lock, NULL) != 0 || pthread_cond_init(&w->wake, NULL) != 0) {
         Py_DECREF(w);
@@ -644,6 +655,14 @@ static SpangapLivenessAPI liveness_api = {&WatcherType, api_watch, api_ended};
 PyMODINIT_FUNC
 PyInit__liveness(void)
 {
+    static int registered;
+    if (!registered) {
+        if (pthread_atfork(NULL, NULL, after_fork_in_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "cannot register the watcher's fork handler");
+            return NULL;
+        }
+        registered = 1;
+    }
     if (PyType_Ready(&WatcherType) < 0) {
         return NULL;
     }
