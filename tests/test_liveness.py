@@ -227,6 +227,8 @@ def test_the_look_after_a_sample_tells_a_long_call_from_a_short_one(native: bool
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+# Forking beside the watcher's running thread is the case under test (3.12 warns of it).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_watcher_copied_by_fork_is_left_to_its_parent() -> None:
     """In a forked child the watcher's thread and lock belong to the parent: the child's
     copy refuses new calls, sleeps without looking, and goes away without waiting for a
