@@ -3,6 +3,7 @@ to find where a call really ended when its last sample came early."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from spangap.scope import Scope
 from spangap.tracker import CallTracker, Operation
 
 pytestmark = pytest.mark.skipif(
-    not native_liveness_available() and "CI" not in __import__("os").environ,
+    not native_liveness_available() and "CI" not in os.environ,
     reason="spangap._liveness is not built for this interpreter",
 )
 
@@ -226,15 +227,13 @@ def test_the_look_after_a_sample_tells_a_long_call_from_a_short_one(native: bool
     assert counts == {True: 1, False: 0}
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 # Forking beside the watcher's running thread is the case under test (3.12 warns of it).
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_watcher_copied_by_fork_is_left_to_its_parent() -> None:
     """In a forked child the watcher's thread and lock belong to the parent: the child's
     copy refuses new calls, sleeps without looking, and goes away without waiting for a
     thread that is not there; the parent's watcher goes on working."""
-    import os
-
     watcher = make_watcher("native", 0.002)
     assert watcher is not None
     frame = sys._getframe()

@@ -8,8 +8,9 @@ running; the tracker then uses that moment instead of the last sample's. Only li
 comes from the watcher: whether a call was dark is still judged by samples.
 
 The sampler also sleeps between ticks in the watcher (``Watcher.sleep``), which looks
-once at every followed call at the moment that decides whether a call the last tick saw
-first reaches the threshold; the watcher's own rounds come at the sampler's interval.
+once at the calls the last tick saw first, at the moment that decides whether they reach
+the threshold (and not at all when nothing new was seen or the next tick comes first);
+the watcher's own rounds come at the sampler's interval.
 
 ``liveness="sampled"`` (or an interpreter where the extension is not built) uses samples
 alone, which is the reference behaviour the watcher refines.
