@@ -10,6 +10,8 @@ Usage::
 
     python benchmarks/detection.py            # full run, a few minutes
     python benchmarks/detection.py --quick    # small self-test, well under a minute
+    python benchmarks/detection.py --load cpu-contended --threads 4 --budget none --repeats 20
+                                              # some rows only, each run more often
 
 See benchmarks/README.md for what each column means.
 """
@@ -233,6 +235,20 @@ def settings(rounds: int) -> list[Setting]:
     return rows
 
 
+def selected(
+    rows: list[Setting], threads: int | None, load: str | None, budget: str | None
+) -> list[Setting]:
+    """The rows that match every filter given (``budget`` is "none" or "default")."""
+    wanted = {"none": NO_BUDGET, "default": DEFAULT_BUDGET}.get(budget or "")
+    return [
+        row
+        for row in rows
+        if (threads is None or row.threads == threads)
+        and (load is None or row.load == load)
+        and (wanted is None or row.max_overhead == wanted)
+    ]
+
+
 def budget_label(max_overhead: float) -> str:
     return "none" if max_overhead >= NO_BUDGET else pct(max_overhead, digits=0)
 
@@ -303,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="workload rounds per thread (default 15)")
     parser.add_argument("--repeats", type=int, help="runs per row, medians shown (default 3)")
     parser.add_argument("--quick", action="store_true", help="small self-test: 3 rounds, 1 run")
+    parser.add_argument("--threads", type=int, choices=THREAD_COUNTS, help="only these rows")
+    parser.add_argument("--load", choices=("mixed", "cpu-contended"), help="only these rows")
+    parser.add_argument(
+        "--budget", choices=("none", "default"), help="only rows at full rate or at the budget"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON setting
     args = parser.parse_args(argv)
     if args.one:
@@ -310,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rounds = args.rounds or (3 if args.quick else 15)
     repeats = args.repeats or (1 if args.quick else 3)
-    rows = settings(rounds)
+    rows = selected(settings(rounds), args.threads, args.load, args.budget)
     started = time.perf_counter()
     results = measure_all(rows, repeats)
     print(

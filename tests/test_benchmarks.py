@@ -88,6 +88,18 @@ def test_spanned_sites_never_count_as_found() -> None:
     assert m["recall"] == 0 and m["false_pos"] == 3
 
 
+def test_row_filters_keep_only_the_rows_asked_for() -> None:
+    rows = detection.settings(rounds=1)
+    picked = detection.selected(rows, threads=4, load="cpu-contended", budget="none")
+    assert picked and all(
+        r.threads == 4 and r.contended and r.max_overhead == detection.NO_BUDGET for r in picked
+    )
+    assert {r.liveness for r in picked} == {"native", "sampled"}  # with and without watcher
+    assert detection.selected(rows, None, None, None) == rows
+    at_budget = detection.selected(rows, None, "mixed", "default")
+    assert at_budget and all(r.max_overhead == detection.DEFAULT_BUDGET for r in at_budget)
+
+
 def test_a_child_run_does_the_workload_it_describes() -> None:
     setting = detection.Setting(
         max_overhead=1.0, liveness="native", reader="native", threads=2, contended=False, rounds=1
