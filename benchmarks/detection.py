@@ -212,14 +212,20 @@ def row_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def settings(rounds: int) -> list[Setting]:
-    """The definition at full rate (both readers), then the default budget (with the C
-    and the reference tracker: what a cheaper tick buys at the same budget), then the
-    CPU-contended load (where the sampler waits for the GIL behind CPU-bound threads)
-    with and without the liveness watcher, at full rate and at the default budget."""
+    """The definition at full rate (both readers, and with no C extension at all), then
+    the default budget (with the C and the reference tracker: what a cheaper tick buys
+    at the same budget), then the CPU-contended load (where the sampler waits for the
+    GIL behind CPU-bound threads) with and without the liveness watcher, at full rate
+    and at the default budget."""
     rows = [
         Setting(NO_BUDGET, "native", reader, threads, False, rounds)
         for reader in READERS
         for threads in THREAD_COUNTS
+    ]
+    # Without any of the C extension: the Python reader, tracker and sampled liveness.
+    rows += [
+        Setting(NO_BUDGET, "sampled", "python", n, False, rounds, tracker="python")
+        for n in THREAD_COUNTS
     ]
     rows += [
         Setting(DEFAULT_BUDGET, "native", "native", n, False, rounds, tracker=tracker)
