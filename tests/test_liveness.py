@@ -213,10 +213,11 @@ def test_the_look_after_a_sample_tells_a_long_call_from_a_short_one(native: bool
         assert tid is not None
         seen = time.perf_counter()
         tracker.observe({tid: sys._current_frames()[tid]}, set(), seen)
+        look_after = tracker.look_after_s(0.005)  # the interval: a thread's first sample
         if look:
-            watcher.sleep(seen + tracker.look_after_s, seen + tracker.look_after_s + 0.001)
+            watcher.sleep(seen + look_after, seen + look_after + 0.001)
         else:
-            time.sleep(tracker.look_after_s + 0.001)
+            time.sleep(look_after + 0.001)
         release.set()
         worker.join()
         time.sleep(0.02)

@@ -206,6 +206,35 @@ def test_both_paths_report_the_same_operations() -> None:
     assert all(op.example_stack is None for op in python if op not in first_of_each_site)
 
 
+def test_the_unseen_gaps_are_credited_together_under_half_the_threshold() -> None:
+    """Half of the gap before a call's first sample and half of the gap after its last
+    are added to what the samples saw, the two together capped under half the
+    threshold: a call seen for 5.3 ms after a 100 ms gap, whose return was seen 0.5 ms
+    after its last sample, counts (a quarter-threshold cap on each side would not let
+    it); a call seen for half the threshold never counts, however wide the gaps."""
+    with worker_and_pair(3, {}) as (worker, pair):
+
+        def sample_at(now: float) -> None:
+            pair.sample({worker.tid: worker.leaf()}, set(), now)
+
+        sample_at(100.000)  # gate 0, seen once
+        worker.advance()
+        sample_at(100.100)  # gate 1, first seen after a 100 ms gap ...
+        sample_at(100.105)  # ... and last seen 5 ms later
+        worker.advance()
+        sample_at(100.205)  # 100 ms after that, gate 1 is gone; gate 2 is first seen
+        sample_at(100.2103)  # last seen 5.3 ms later ...
+        worker.advance()
+        sample_at(100.2108)  # ... and gone 0.5 ms after that; the tail is first seen
+        worker.advance()
+        pair.sample({}, set(), 100.2158)
+    python, native = pair.found["python"], pair.found["native"]
+    assert native == python
+    leaf_calls = [op for op in python if op.site.endswith(":leaf_wait")]
+    assert len(leaf_calls) == 1  # gate 2's call only
+    assert leaf_calls[0].duration_s == pytest.approx(0.0053 + 0.48 * THRESHOLD)
+
+
 def test_both_paths_account_the_same_self_time() -> None:
     """No span at all: every level counts, and a parent's self time leaves out its
     counted children's dark time."""

@@ -98,7 +98,7 @@ typedef struct {
     Py_ssize_t cache_cap, cache_used;
     PyObject **running_buf; /* Track.running's storage, reused from thread to thread */
     Py_ssize_t running_cap;
-    double threshold, interval, half_cap;
+    double threshold, interval, max_correction;
     double in_scope_s, spanned_s;
 } Tracker;
 
@@ -520,11 +520,10 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
         if (ended > 0.0 && ended < gone)
             gone = ended;
     }
-    double half = self->half_cap;
-    double before = call->gap_before / 2, after = gone - last_seen;
-    after = after > 0.0 ? after / 2 : 0.0;
-    double duration = (last_seen - call->first_seen) + (before < half ? before : half)
-                      + (after < half ? after : half);
+    double after = gone > last_seen ? gone - last_seen : 0.0;
+    double unseen = (call->gap_before + after) / 2;
+    double duration = (last_seen - call->first_seen)
+                      + (unseen < self->max_correction ? unseen : self->max_correction);
     long long samples = t->samples - call->sample_start;
     long long nonidle = t->nonidle - call->nonidle_start;
     Elem *parent = NULL;
@@ -1011,14 +1010,20 @@ static int
 tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"info_of", "thread_name", "lost_context", "example", "threshold",
-                             "interval", "watcher", NULL};
+                             "interval", "max_correction", "watcher", NULL};
     PyObject *info_of, *thread_name, *lost_context, *example, *watcher = Py_None;
-    double threshold, interval;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOdd|O", kwlist, &info_of, &thread_name,
-                                     &lost_context, &example, &threshold, &interval, &watcher))
+    double threshold, interval, max_correction;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOddd|O", kwlist, &info_of, &thread_name,
+                                     &lost_context, &example, &threshold, &interval,
+                                     &max_correction, &watcher))
         return -1;
     if (!(threshold > 0.0) || !(interval > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "threshold and interval must be positive");
+        return -1;
+    }
+    if (!(max_correction >= 0.0) || !(max_correction < threshold / 2)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "max_correction must be at least 0 and under half the threshold");
         return -1;
     }
     const SpangapLivenessAPI *api = NULL;
@@ -1049,7 +1054,7 @@ tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
         return -1;
     self->threshold = threshold;
     self->interval = interval;
-    self->half_cap = threshold / 4.0;
+    self->max_correction = max_correction;
     return 0;
 }
 

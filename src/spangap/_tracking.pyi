@@ -18,6 +18,7 @@ class ThreadTracker:
         example: Callable[[tuple[tuple[FrameType, ...], tuple[Any, ...]]], tuple[str, ...]],
         threshold: float,
         interval: float,
+        max_correction: float,
         watcher: Watcher | None = None,
     ) -> None: ...
     def observe(

@@ -7,7 +7,8 @@ every Python call in it costs microseconds.
 
 Between ticks the sampler sleeps in the liveness watcher (``Watcher.sleep``), which
 takes one look, without the GIL, at the calls the last tick saw first,
-``CallTracker.look_after_s`` after that tick, if the next tick would come later. Such a
+``CallTracker.look_after_s`` after that tick (sooner after a long gap, half of which
+is credited to those calls' unseen start), if the next tick would come later. Such a
 call is then known to have reached the threshold (or not) even when the budget has
 spread the ticks wider than a call of twice the threshold: the look costs one more
 wake-up of this thread, where a faster watcher would cost one per round.
@@ -125,6 +126,7 @@ class Sampler:
         cpu_mark = time.thread_time()
         next_periodic = time.perf_counter() + _PERIODIC_S
         last_tick = deadline = window_start = time.perf_counter()
+        look_at = last_tick
         window = _FIRST_BUDGET_WINDOW_S
         jitter = self._rng.uniform
         watcher, look_after = self._watcher, self._tracker.look_after_s
@@ -143,7 +145,7 @@ class Sampler:
                     # The calls the last tick saw first get one more look, without the
                     # GIL, at the moment that decides whether they reach the threshold
                     # (none when the next tick comes first).
-                    watcher.sleep(last_tick + look_after, deadline)
+                    watcher.sleep(look_at, deadline)
                 else:
                     time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
                 if self._stopping:
@@ -152,8 +154,9 @@ class Sampler:
                     if self._stopping:
                         break
                     now = time.perf_counter()
-                    self.effective_interval_s += (now - last_tick - self.effective_interval_s) / 64
-                    last_tick = now
+                    gap = now - last_tick
+                    self.effective_interval_s += (gap - self.effective_interval_s) / 64
+                    look_at, last_tick = now + look_after(gap), now
                     self._tick_safely(exclude=self.ident)
                 if now - window_start >= window:
                     cpu, cpu_mark = self._cost_since(cpu_mark)

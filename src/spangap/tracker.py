@@ -9,14 +9,18 @@ each new stack only from the leaf up to the first frame it already knows.
 A tracked call ends when its frame is gone. It is an uninstrumented operation (SPEC)
 when it is an in-scope function, was dark at every sample that saw it, was not idle at
 every sample, and its estimated duration reaches the threshold. Duration is estimated
-as first-seen to last-seen plus half of the sampling gap on each side, each half capped at
-a quarter of the threshold. With the native liveness watcher (liveness.py), "last seen"
-is the last moment the watcher saw the call running, which behind CPU-bound threads can
-be well after the last sample, and the gap after it ends where the watcher saw it return.
-The cap is what makes short calls safe whatever the gaps:
-a call of at most threshold/2 spans less than threshold/2 between its first and last
-sample, so its estimate stays under the threshold and it is never counted. (Gaps grow
-when CPU-bound threads hold the GIL: an in-process sampler waits its turn for it.)
+as first-seen to last-seen plus half of the sampling gap on each side (the midpoint of
+what the samples leave open), the two halves together capped a little under half the
+threshold. With the native liveness watcher (liveness.py), "last seen" is the last
+moment the watcher saw the call running, which behind CPU-bound threads can be well
+after the last sample, and the gap after it ends where the watcher saw it return.
+The cap is what makes short calls safe whatever the gaps: a call of at most
+threshold/2 spans at most threshold/2 between its first and last sighting, so its
+estimate stays under the threshold and it is never counted. One cap on the sum, rather
+than a quarter of the threshold on each side, gives the same guarantee and credits
+more of a long gap before the first sample, which is where gaps are long: behind
+CPU-bound threads an in-process sampler waits its turn for the GIL, and a call that
+began during that wait is first seen late.
 
 Nothing here takes locks or allocates per unchanged frame: this runs on every tick.
 Completed operations are not handed on one by one: they wait in a buffer until
@@ -48,6 +52,10 @@ if TYPE_CHECKING:
 
 NO_SPAN = "no_span"
 CONTEXT_LOST = "context_lost"
+
+# The most the two half-gaps may add to a call's estimate, as a share of the threshold:
+# under one half, so that a call of at most half the threshold is never counted.
+MAX_CORRECTION_OF_THRESHOLD = 0.48
 
 _WAIT_LOG_LIMIT = 4096
 _EXAMPLE_DEPTH = 40
@@ -202,7 +210,7 @@ class CallTracker:
         self._scope = scope
         self._threshold = threshold_s
         self._interval = interval_s
-        self._half_cap = threshold_s / 4.0
+        self._max_correction = threshold_s * MAX_CORRECTION_OF_THRESHOLD
         self._emit = emit
         self._pending: deque[Operation] = deque()  # completed, not yet flushed
         self._flush_lock = threading.Lock()
@@ -228,6 +236,7 @@ class CallTracker:
                 _example_of_pair,
                 threshold_s,
                 interval_s,
+                self._max_correction,
                 watcher,
             )
 
@@ -305,14 +314,14 @@ class CallTracker:
             for tid in [t for t in tracks if t not in alive_ids]:
                 self._end_calls(tracks.pop(tid), 0, now)  # the thread ended
 
-    @property
-    def look_after_s(self) -> float:
+    def look_after_s(self, gap_before_s: float) -> float:
         """How long after the sample that first saw a call the call must still be running
-        for its estimate to reach the threshold, given a gap of at least half the
-        threshold before that sample. The sampler has the liveness watcher look once at
-        that moment when the next sample would come later: then a call of twice the
-        threshold is told from a short one even when samples are far apart."""
-        return self._threshold - self._half_cap
+        for its estimate to reach the threshold, when that sample came ``gap_before_s``
+        after the thread's previous one (half that gap is credited to the call's unseen
+        start). The sampler has the liveness watcher look once at that moment when the
+        next sample would come later: then a call of twice the threshold is told from a
+        short one even when samples are far apart."""
+        return self._threshold - min(gap_before_s / 2, self._max_correction)
 
     def set_interval(self, interval_s: float) -> None:
         """How often each thread is now examined (the overhead budget changed it)."""
@@ -601,12 +610,8 @@ class CallTracker:
             last_seen = max(last_seen, alive)
             if ended > 0.0:
                 gone = min(gone, ended)
-        half = self._half_cap
-        duration = (
-            (last_seen - call.first_seen)
-            + min(call.gap_before / 2, half)
-            + min(max(gone - last_seen, 0.0) / 2, half)
-        )
+        unseen = (call.gap_before + max(gone - last_seen, 0.0)) / 2
+        duration = (last_seen - call.first_seen) + min(unseen, self._max_correction)
         samples = track.samples - call.sample_start
         nonidle = track.nonidle - call.nonidle_start
         parent = _nearest_call(track.calls, pos)
