@@ -46,7 +46,10 @@ def prepare_child() -> None:
 
 
 def run_child(
-    script: str, args: dict[str, Any], timeout_s: float = CHILD_TIMEOUT_S
+    script: str,
+    args: dict[str, Any],
+    timeout_s: float = CHILD_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ``script --one <json>`` in a fresh interpreter and return its JSON result.
 
@@ -54,7 +57,7 @@ def run_child(
     measurement would make the table lie.
     """
     cmd = [sys.executable, script, "--one", json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stderr)

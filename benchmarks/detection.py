@@ -12,6 +12,15 @@ Usage::
     python benchmarks/detection.py --quick    # small self-test, well under a minute
     python benchmarks/detection.py --load cpu-contended --threads 4 --budget none --repeats 20
                                               # some rows only, each run more often
+    python benchmarks/detection.py --load cpu-contended --threads 4 --budget none \
+        --repeats 20 --against /path/to/other/checkout/src
+                                              # this code and another, run by run
+
+``--against SRC`` measures every row a second time with the spangap package found in
+SRC (another checkout's ``src/``, its C extension built in place), alternating with
+this one run by run, so that both see the same moments of a noisy machine; each child
+reports which package it imported, and a child that did not import the one asked for
+stops the benchmark.
 
 See benchmarks/README.md for what each column means.
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -171,6 +181,7 @@ def measure(setting: Setting) -> dict[str, Any]:
         "samples": snapshot.totals.samples,
         "sampler_cpu_s": snapshot.totals.sampler_cpu_seconds,
         "wall_s": wall,
+        "spangap_file": spangap.__file__,
     }
 
 
@@ -190,6 +201,7 @@ def row_metrics(result: dict[str, Any]) -> dict[str, float]:
     wall = result["wall_s"]
     return {
         "dark_calls": float(long_calls),
+        "missed": float(long_calls - found),
         "recall": found / long_calls if long_calls else float("nan"),
         "over_count": excess / countable if countable else float("nan"),
         "false_pos": float(sum(n for s, n in counted.items() if is_never_countable(s))),
@@ -259,22 +271,82 @@ def budget_label(max_overhead: float) -> str:
     return "none" if max_overhead >= NO_BUDGET else pct(max_overhead, digits=0)
 
 
-def measure_all(rows: list[Setting], repeats: int) -> list[list[dict[str, float]]]:
-    """Measure every row ``repeats`` times, one child process each.
+def child_env(src: str | None) -> dict[str, str] | None:
+    """The environment of a child that imports spangap from ``src`` (None: this one)."""
+    if src is None:
+        return None
+    path = [src, os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
+
+
+def check_source(result: dict[str, Any], src: str | None) -> None:
+    """Stop if a child measuring ``src`` imported spangap from somewhere else (an
+    installed copy would win if SRC held no package): the comparison would be false."""
+    if src is None:
+        return
+    where = os.path.realpath(result["spangap_file"])
+    if not where.startswith(os.path.realpath(src) + os.sep):
+        raise SystemExit(f"--against {src}: the child imported spangap from {where}")
+
+
+def measure_all(
+    rows: list[Setting], repeats: int, sources: tuple[str | None, ...] = (None,)
+) -> list[list[list[dict[str, float]]]]:
+    """Measure every row ``repeats`` times with each of ``sources`` (None: the spangap
+    this script imports), one child process each; results[source][row] is a list of
+    runs.
 
     Repeats are the outer loop, so a slow patch of the machine hits every row a little
-    instead of one row entirely.
+    instead of one row entirely; the sources alternate innermost, run by run.
     """
-    results: list[list[dict[str, float]]] = [[] for _ in rows]
+    results: list[list[list[dict[str, float]]]] = [[[] for _ in rows] for _ in sources]
     for repeat in range(repeats):
         for i, setting in enumerate(rows):
-            label = (
-                f"budget {budget_label(setting.max_overhead)} liveness {setting.liveness} "
-                f"{setting.reader} N={setting.threads} {setting.load}"
-            )
-            print(f"[{repeat + 1}/{repeats}] {label}", file=sys.stderr, flush=True)
-            results[i].append(row_metrics(run_child(__file__, asdict(setting))))
+            for k, src in enumerate(sources):
+                label = (
+                    f"budget {budget_label(setting.max_overhead)} liveness "
+                    f"{setting.liveness} {setting.reader} N={setting.threads} {setting.load}"
+                    + ("" if src is None else f" ({src})")
+                )
+                print(f"[{repeat + 1}/{repeats}] {label}", file=sys.stderr, flush=True)
+                result = run_child(__file__, asdict(setting), env=child_env(src))
+                check_source(result, src)
+                results[k][i].append(row_metrics(result))
     return results
+
+
+def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) -> list[str]:
+    """One row of the side-by-side summary: recall as median, mean and worst run, and
+    the calls missed over all runs."""
+    recalls = [r["recall"] for r in runs]
+    return [
+        budget_label(setting.max_overhead),
+        setting.liveness,
+        str(setting.threads),
+        setting.load,
+        code,
+        str(len(runs)),
+        pct(median(recalls), digits=2),
+        pct(sum(recalls) / len(recalls), digits=2),
+        pct(min(recalls), digits=2),
+        f"{sum(r['missed'] for r in runs):.0f}",
+        f"{sum(r['half_short'] for r in runs):.0f}",
+    ]
+
+
+COMPARISON_HEADERS = (
+    "budget",
+    "liveness",
+    "threads",
+    "load",
+    "code",
+    "runs",
+    "recall p50",
+    "mean",
+    "worst",
+    "missed",
+    "<=thr/2",
+)
 
 
 HEADERS = (
@@ -330,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget", choices=("none", "default"), help="only rows at full rate or at the budget"
     )
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="also measure every row with the spangap package in SRC, run by run",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON setting
     args = parser.parse_args(argv)
     if args.one:
@@ -338,14 +415,28 @@ def main(argv: list[str] | None = None) -> None:
     rounds = args.rounds or (3 if args.quick else 15)
     repeats = args.repeats or (1 if args.quick else 3)
     rows = selected(settings(rounds), args.threads, args.load, args.budget)
+    if args.against is not None and not os.path.isdir(os.path.join(args.against, "spangap")):
+        parser.error(f"--against: {args.against} holds no spangap package")
+    sources = (None,) if args.against is None else (None, args.against)
     started = time.perf_counter()
-    results = measure_all(rows, repeats)
+    results = measure_all(rows, repeats, sources)
     print(
         f"spangap detection quality: threshold {THRESHOLD_MS:g} ms, interval "
         f"{DEFAULT_INTERVAL_MS:g} ms (widened by the budget), {rounds} rounds per "
         f"thread, median of {repeats} run(s) per row, Python {platform.python_version()}"
     )
-    print(format_table(HEADERS, [format_row(s, r) for s, r in zip(rows, results, strict=True)]))
+    for src, by_row in zip(sources, results, strict=True):
+        if args.against is not None:
+            print(f"\nspangap from {src or 'this checkout'}:")
+        print(format_table(HEADERS, [format_row(s, r) for s, r in zip(rows, by_row, strict=True)]))
+    if args.against is not None:
+        summary = [
+            comparison_row(setting, code, by_row[i])
+            for i, setting in enumerate(rows)
+            for code, by_row in zip(("this", "against"), results, strict=True)
+        ]
+        print(f"\nside by side, run by run (against: {args.against}):")
+        print(format_table(COMPARISON_HEADERS, summary))
     print(f"total time {time.perf_counter() - started:.0f} s")
 
 

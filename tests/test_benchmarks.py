@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -317,3 +318,27 @@ def test_span_hook_benchmark_times_spans_with_the_hook_really_installed() -> Non
     assert [len(v) for v in result["per_span_us"].values()] == [2, 2, 2]
     assert all(us > 0 for v in result["per_span_us"].values() for us in v)
     assert "attach" not in vars(context._RUNTIME_CONTEXT)  # type: ignore[attr-defined]
+
+
+def test_a_comparison_child_imports_spangap_from_the_tree_asked_for(tmp_path) -> None:
+    """``--against SRC``: the child's path puts SRC first, and a child that imported
+    spangap from anywhere else stops the benchmark instead of being compared."""
+    src = tmp_path / "other" / "src"
+    (src / "spangap").mkdir(parents=True)
+    env = detection.child_env(str(src))
+    assert env is not None and env["PYTHONPATH"].split(os.pathsep)[0] == str(src)
+    assert detection.child_env(None) is None  # this checkout: the environment as it is
+    detection.check_source({"spangap_file": str(src / "spangap" / "__init__.py")}, str(src))
+    with pytest.raises(SystemExit, match="imported spangap from"):
+        detection.check_source({"spangap_file": detection.__file__}, str(src))
+
+
+def test_the_side_by_side_summary_counts_every_missed_call() -> None:
+    setting = detection.selected(detection.settings(rounds=1), 4, "cpu-contended", "none")[0]
+    runs = [
+        detection.row_metrics(result({SLEEP: found}, {SLEEP: (10, 10, 10)})) for found in (10, 9, 8)
+    ]
+    cells = detection.comparison_row(setting, "this", runs)
+    row = dict(zip(detection.COMPARISON_HEADERS, cells, strict=True))
+    assert row["runs"] == "3" and row["missed"] == "3"
+    assert (row["recall p50"], row["mean"], row["worst"]) == ("90.00%", "90.00%", "80.00%")
