@@ -321,6 +321,7 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
     recalls = [r["recall"] for r in runs]
     return [
         budget_label(setting.max_overhead),
+        setting.tracker,
         setting.liveness,
         str(setting.threads),
         setting.load,
@@ -336,6 +337,7 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
 
 COMPARISON_HEADERS = (
     "budget",
+    "tracker",
     "liveness",
     "threads",
     "load",
