@@ -4,16 +4,17 @@ The sampler's cost per second is roughly (fixed cost of a tick + cost per examin
 thread x threads examined) x ticks per second. Detection depends on how often each
 thread is examined. The budget has two knobs, turned in this order:
 
-1. the interval between ticks, from ``interval_ms`` up to 10x the threshold. Up to 3/4 of
-   the threshold detection is not reduced: a call of twice the threshold is still seen
-   by a sample and followed to its end by the liveness watcher. Past that, a call of
-   twice the threshold is seen by a sample only with probability 2 x threshold /
-   interval; the watcher's look 3/4 of the threshold after each tick (sampler.py)
-   still tells whether a call seen once lasted long enough, but the calls no tick saw
-   are lost, and only longer operations are found reliably. Widening the interval cuts
-   both parts of the cost, so it comes first; it is also the only knob for the part no
-   stride reaches: each tick has to take the GIL, and beside a busy event loop that releases and
-   retakes the GIL for every socket call, getting it costs the sampler several hundred
+1. the interval between ticks, from ``interval_ms`` up to 10x the threshold. Up to the
+   threshold detection is not reduced: a call of twice the threshold is still seen by
+   a sample early enough to be followed past the threshold by the liveness watcher.
+   Past that, a call of twice the threshold is seen early enough only with probability
+   (2 - 0.52) x threshold / interval; the watcher's look 0.52 of the threshold after
+   each tick (sampler.py) still tells whether a call seen once lasted long enough, but
+   the calls no tick saw are lost, and only longer operations are found reliably.
+   Widening the interval cuts both parts of the cost, so it comes first; it is also the
+   only knob for the part no stride reaches: each tick has to take the GIL, and beside
+   a busy event loop that releases and retakes the GIL for every socket call, getting
+   it costs the sampler several hundred
    microseconds of futex wake-ups a tick (300-500 us, about as much as the tick's own
    work: benchmarks/tick_cost.py --workload asyncio-http). A floor of 4x the threshold
    could not hold 1% there;
