@@ -325,12 +325,20 @@ def watch_command(url: str) -> list[str]:
     return [sys.executable, "-m", "spangap.cli", "top", "--url", url, "--watch", "0.2"]
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """In the child before exec: Ctrl-C does what it does at a terminal. A test run
+    started in the background by a shell inherits SIGINT ignored, and Python keeps an
+    ignored SIGINT ignored, which would make the exit on Ctrl-C untestable there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_into_a_pipe_appends_frames_and_ctrl_c_exits_0(finished: Detector) -> None:
     proc = subprocess.Popen(
         watch_command(finished.metrics_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )
     lines: list[str] = []
     assert proc.stdout is not None
@@ -353,7 +361,11 @@ def _count(lines: list[str], heading: str) -> int:
 def test_watch_on_a_terminal_redraws_in_place(finished: Detector) -> None:
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        watch_command(finished.metrics_url), stdout=follower, stderr=follower, close_fds=True
+        watch_command(finished.metrics_url),
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )
     os.close(follower)
     seen = b""
