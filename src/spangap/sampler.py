@@ -156,6 +156,9 @@ class Sampler:
                     now = time.perf_counter()
                     gap = now - last_tick
                     self.effective_interval_s += (gap - self.effective_interval_s) / 64
+                    # The tick gap is the least gap any examined thread had since its
+                    # previous sample (with a stride, each thread's is longer), so the
+                    # look is never earlier than its calls' estimates need.
                     look_at, last_tick = now + look_after(gap), now
                     self._tick_safely(exclude=self.ident)
                 if now - window_start >= window:
