@@ -15,6 +15,8 @@ Usage::
     python benchmarks/detection.py --load cpu-contended --threads 4 --budget none \
         --repeats 20 --against /path/to/other/checkout/src
                                               # this code and another, run by run
+    python benchmarks/detection.py --load cpu-contended --threads 4 --budget none \
+        --repeats 20 --why-missed                 # which missed calls no tick saw
 
 ``--against SRC`` measures every row a second time with the spangap package found in
 SRC (another checkout's ``src/``, its C extension built in place), alternating with
@@ -28,12 +30,13 @@ See benchmarks/README.md for what each column means.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from _common import (
@@ -86,6 +89,7 @@ class Setting:
     rounds: int
     interval_ms: float = DEFAULT_INTERVAL_MS
     tracker: str = "native"
+    why_missed: bool = False  # also record every tick's time (--why-missed)
 
     @property
     def load(self) -> str:
@@ -143,6 +147,8 @@ def measure(setting: Setting) -> dict[str, Any]:
 
     server = gt.DelayServer()
     gt.RECORDED.clear()
+    gt.CALL_TIMES.clear()
+    ticks = record_ticks() if setting.why_missed else []
     start = time.perf_counter()
     detector = spangap.enable_gap_detector(
         registry=prometheus_client.CollectorRegistry(),
@@ -182,7 +188,54 @@ def measure(setting: Setting) -> dict[str, Any]:
         "sampler_cpu_s": snapshot.totals.sampler_cpu_seconds,
         "wall_s": wall,
         "spangap_file": spangap.__file__,
+        **({"why_missed": explain(list(gt.CALL_TIMES), ticks)} if setting.why_missed else {}),
     }
+
+
+def explain(calls: list[tuple[str, float, float]], ticks: list[float]) -> dict[str, int]:
+    """why_missed() with the credit cap of the spangap this child imported."""
+    from spangap.tracker import MAX_CORRECTION_OF_THRESHOLD
+
+    return why_missed(calls, ticks, MAX_CORRECTION_OF_THRESHOLD)
+
+
+def record_ticks() -> list[float]:
+    """From now on, append the time of every sampler tick to the list returned (a
+    wrapper on the sampler's tick: for --why-missed only, never in the table's rows)."""
+    from spangap import sampler
+
+    ticks: list[float] = []
+    tick = sampler.Sampler._tick_safely
+
+    def timed_tick(self: Any, exclude: int | None) -> None:
+        ticks.append(time.perf_counter())
+        tick(self, exclude)
+
+    sampler.Sampler._tick_safely = timed_tick  # type: ignore[method-assign]
+    return ticks
+
+
+def why_missed(
+    calls: list[tuple[str, float, float]], ticks: list[float], credit_cap: float
+) -> dict[str, int]:
+    """Of the dark calls of at least twice the threshold, those no tick fell inside
+    (``unseen``: nothing can count them), and those whose first tick came too late for
+    the detector's estimate (what it saw, plus half the gap before, at most
+    ``credit_cap`` of the threshold) to reach the threshold (``late``), by the ticks'
+    times alone."""
+    unseen = late = 0
+    dark = (*DARK_SITES, DARK_CPU_SITE)
+    for site, start, end in calls:
+        if site not in dark or end - start < 2 * THRESHOLD_S:
+            continue
+        i = bisect.bisect_left(ticks, start)
+        if i == len(ticks) or ticks[i] > end:
+            unseen += 1
+            continue
+        gap_before = ticks[i] - ticks[i - 1] if i else 0.0
+        if end - ticks[i] + min(gap_before / 2, credit_cap * THRESHOLD_S) < THRESHOLD_S:
+            late += 1
+    return {"unseen": unseen, "late": late}
 
 
 # --- parent: metrics and the table -----------------------------------------------------
@@ -199,7 +252,9 @@ def row_metrics(result: dict[str, Any]) -> dict[str, float]:
     countable = sum(real[s]["ge_threshold"] for s in dark_sites)
     excess = sum(max(0, counted.get(s, 0) - real[s]["ge_threshold"]) for s in dark_sites)
     wall = result["wall_s"]
+    why = result.get("why_missed", {})
     return {
+        **{f"missed_{k}": float(v) for k, v in why.items()},
         "dark_calls": float(long_calls),
         "missed": float(long_calls - found),
         "recall": found / long_calls if long_calls else float("nan"),
@@ -335,6 +390,25 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
     ]
 
 
+WHY_HEADERS = ("budget", "liveness", "threads", "load", "runs", "missed", "unseen", "late")
+
+
+def why_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
+    """Calls missed over all runs of a row, beside those no tick fell inside and those
+    first seen too late (see why_missed); unseen + late short of missed is what the
+    ticks' times cannot explain."""
+    keys = ("missed", "missed_unseen", "missed_late")
+    total = {k: sum(r.get(k, 0.0) for r in runs) for k in keys}
+    return [
+        budget_label(setting.max_overhead),
+        setting.liveness,
+        str(setting.threads),
+        setting.load,
+        str(len(runs)),
+        *(f"{total[k]:.0f}" for k in keys),
+    ]
+
+
 COMPARISON_HEADERS = (
     "budget",
     "tracker",
@@ -409,6 +483,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SRC",
         help="also measure every row with the spangap package in SRC, run by run",
     )
+    parser.add_argument(
+        "--why-missed",
+        action="store_true",
+        help="also record every tick's time and say, of the calls missed, how many no "
+        "tick saw and how many were first seen too late",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON setting
     args = parser.parse_args(argv)
     if args.one:
@@ -417,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     rounds = args.rounds or (3 if args.quick else 15)
     repeats = args.repeats or (1 if args.quick else 3)
     rows = selected(settings(rounds), args.threads, args.load, args.budget)
+    if args.why_missed:
+        rows = [replace(row, why_missed=True) for row in rows]
     if args.against is not None and not os.path.isdir(os.path.join(args.against, "spangap")):
         parser.error(f"--against: {args.against} holds no spangap package")
     sources = (None,) if args.against is None else (None, args.against)
@@ -439,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
         ]
         print(f"\nside by side, run by run (against: {args.against}):")
         print(format_table(COMPARISON_HEADERS, summary))
+    if args.why_missed:
+        print("\nwhy this checkout missed calls of at least twice the threshold, all runs:")
+        why = [why_row(s, r) for s, r in zip(rows, results[0], strict=True)]
+        print(format_table(WHY_HEADERS, why))
     print(f"total time {time.perf_counter() - started:.0f} s")
 
 

@@ -71,8 +71,10 @@ def recorded() -> Iterator[list[tuple[str, float]]]:
     import gt_workloads
 
     gt_workloads.RECORDED.clear()
+    gt_workloads.CALL_TIMES.clear()
     yield gt_workloads.RECORDED
     gt_workloads.RECORDED.clear()
+    gt_workloads.CALL_TIMES.clear()
 
 
 def counts_by_site(detector: GapDetector) -> collections.Counter[str]:

@@ -2,7 +2,8 @@
 recorded, so tests and benchmarks can compare what spangap counted with what happened.
 
 Each workload function times its own body with ``perf_counter`` (no wrapper frame that
-would itself be a call site) and appends ``(site, seconds)`` to ``RECORDED``. Only the
+would itself be a call site) and appends ``(site, seconds)`` to ``RECORDED``, and
+``(site, start, end)`` to ``CALL_TIMES`` (when each call ran, to set beside the ticks). Only the
 functions named ``dark_*`` are dark; everything under ``spanned_*`` runs inside a span.
 """
 
@@ -26,6 +27,7 @@ SAMPLED_OUT = TracerProvider(sampler=ALWAYS_OFF).get_tracer("gt-sampled-out")
 
 MODULE = __name__
 RECORDED: list[tuple[str, float]] = []
+CALL_TIMES: list[tuple[str, float, float]] = []
 _lock = threading.Lock()
 
 
@@ -39,9 +41,7 @@ def timed(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        elapsed = time.perf_counter() - start
-        with _lock:
-            RECORDED.append((site(name), elapsed))
+        _record(name, start)
 
 
 def burn(units: int) -> int:
@@ -193,9 +193,10 @@ def idle_waiter(event: threading.Event) -> None:
 
 
 def _record(name: str, start: float) -> None:
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
     with _lock:
-        RECORDED.append((site(name), elapsed))
+        RECORDED.append((site(name), end - start))
+        CALL_TIMES.append((site(name), start, end))
 
 
 class DelayServer:

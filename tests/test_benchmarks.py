@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import detection  # noqa: E402
+import gil_wait  # noqa: E402
 import http_alternating  # noqa: E402
 import http_app  # noqa: E402
 import http_load  # noqa: E402
@@ -342,3 +343,55 @@ def test_the_side_by_side_summary_counts_every_missed_call() -> None:
     row = dict(zip(detection.COMPARISON_HEADERS, cells, strict=True))
     assert row["runs"] == "3" and row["missed"] == "3"
     assert (row["recall p50"], row["mean"], row["worst"]) == ("90.00%", "90.00%", "80.00%")
+
+
+def test_gil_wait_figures_on_known_wake_ups() -> None:
+    """Lateness is measured from each deadline; gaps between consecutive wake-ups, and
+    those over 15 ms counted per second of the run."""
+    deadlines = [0.000, 0.005, 0.010, 0.030]
+    woke = [0.001, 0.006, 0.029, 0.031]  # the third waited 19 ms, a 23 ms gap
+    figures = gil_wait.run_figures({"deadlines": deadlines, "woke": woke})
+    assert figures["late_max"] == pytest.approx(0.019)
+    assert figures["late_p50"] == pytest.approx(0.001)
+    assert figures["gap_max"] == pytest.approx(0.023)
+    assert figures["long_gaps_per_s"] == pytest.approx(1 / 0.030)
+
+
+def test_gil_wait_child_sleeps_to_every_deadline_beside_running_threads() -> None:
+    """A real child run: the busy threads really ran, and the waking thread never ran
+    before a deadline (each wait is measured from a deadline it slept to)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gil_wait.py"), "--one", '{"busy": 2, "seconds": 0.2}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(child["busy_loops"]) == 2 and all(n > 0 for n in child["busy_loops"])
+    deadlines, woke = child["deadlines"], child["woke"]
+    assert len(deadlines) == len(woke) > 0
+    assert all(w >= d for w, d in zip(woke, deadlines, strict=True))
+    assert deadlines == sorted(deadlines)
+
+
+def test_why_missed_tells_unseen_calls_from_calls_seen_too_late() -> None:
+    """By the ticks' times: a long call with no tick inside is unseen; one first seen
+    too near its end for the estimate to reach the threshold is late; one seen early
+    enough, a spanned call and a short dark call are neither."""
+    cpu, sleep = detection.DARK_CPU_SITE, detection.DARK_SLEEP_SITE
+    ticks = [0.000, 0.005, 0.100, 0.200, 0.205]
+    calls = [
+        (cpu, 0.010, 0.090, "unseen: ticks at 5 and 100 ms only"),
+        (sleep, 0.150, 0.201, "late: first seen 1 ms before its end, 50 ms after a tick"),
+        (sleep, 0.001, 0.030, "counted: seen at 5 ms, ran 25 ms more"),
+        (SPANNED, 0.010, 0.090, "never countable: not a dark site"),
+        (SHORT, 0.010, 0.015, "shorter than twice the threshold"),
+    ]
+    why = detection.why_missed([c[:3] for c in calls], ticks, credit_cap=0.48)
+    assert why == {"unseen": 1, "late": 1}
+    # The credit for the unseen start is capped: 4 ms after a 100 ms gap, with half of
+    # the gap credited uncapped, would have counted.
+    late_only = [(sleep, 0.150, 0.204)]
+    assert detection.why_missed(late_only, ticks, credit_cap=0.48)["late"] == 1
+    assert detection.why_missed(late_only, ticks, credit_cap=10.0)["late"] == 0
