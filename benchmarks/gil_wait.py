@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import platform
 import sys
 import threading
@@ -136,8 +137,6 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.one is not None:
-        import json
-
         spec = json.loads(args.one)
         emit(measure(spec["busy"], spec["seconds"]))
         return

@@ -194,9 +194,10 @@ def idle_waiter(event: threading.Event) -> None:
 
 def _record(name: str, start: float) -> None:
     end = time.perf_counter()
+    key = site(name)
     with _lock:
-        RECORDED.append((site(name), end - start))
-        CALL_TIMES.append((site(name), start, end))
+        RECORDED.append((key, end - start))
+        CALL_TIMES.append((key, start, end))
 
 
 class DelayServer:
