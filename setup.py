@@ -35,8 +35,8 @@ setup(
         Extension("spangap._native", ["src/spangap/_native.c"], optional=True),
         Extension(
             "spangap._liveness",
-            ["src/spangap/_liveness.c"],
-            depends=[LIVENESS_API],
+            ["src/spangap/_liveness.c", "src/spangap/_gil.c"],
+            depends=[LIVENESS_API, "src/spangap/_gil.h"],
             optional=True,
         ),
         Extension(

@@ -251,8 +251,9 @@ def test_a_watcher_copied_by_fork_is_left_to_its_parent() -> None:
             if status == 2:
                 now = time.perf_counter()
                 watcher.sleep(now + 0.001, now + 0.002)
+                frozen = watcher.frozen_since(time.perf_counter())  # the parent's log
                 watcher.stop()
-                status = 0
+                status = 0 if frozen == {} else 3
         finally:
             os._exit(status)
     deadline = time.perf_counter() + 30  # a child stuck on the parent's lock fails, not hangs
@@ -265,3 +266,52 @@ def test_a_watcher_copied_by_fork_is_left_to_its_parent() -> None:
     alive, ended = watcher.ended(slot)  # the parent's copy still follows its call
     assert alive > 0 and ended == 0.0
     watcher.stop()
+
+
+def test_frozen_since_never_dates_a_stack_before_its_thread_last_ran_python() -> None:
+    """Ticks taken like the sampler's (sleep in the watcher, take the GIL back, read the
+    threads, then ask frozen_since) beside two threads running Python flat out and one
+    that sleeps: no thread is ever said to be unchanged since before a moment it was
+    running Python, and the sleeping one is known unchanged from before the tick."""
+    watcher = make_watcher("native", 0.005)
+    assert watcher is not None
+    last_ran: dict[int, float] = {}
+    stop = threading.Event()
+
+    def busy() -> None:
+        me = threading.get_ident()
+        while not stop.is_set():
+            last_ran[me] = time.perf_counter()
+
+    def sleeper() -> None:
+        me = threading.get_ident()
+        while not stop.is_set():
+            last_ran[me] = time.perf_counter()
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=t) for t in (busy, busy, sleeper)]
+    for thread in threads:
+        thread.start()
+    checked = 0
+    sleeper_known_earlier = False
+    try:
+        deadline = time.perf_counter()
+        for _ in range(150):
+            deadline += 0.005
+            watcher.sleep(0.0, deadline)
+            now = time.perf_counter()
+            ran = dict(last_ran)  # what the threads did before this moment
+            frozen = watcher.frozen_since(now)
+            for tid, since in frozen.items():
+                assert since < now
+                if tid in ran:
+                    checked += 1
+                    assert since >= ran[tid], "dated before the thread last ran Python"
+            sleeper_known_earlier |= threads[2].ident in frozen
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        watcher.stop()
+    assert checked > 50
+    assert sleeper_known_earlier

@@ -134,9 +134,15 @@ class Pair:
             for mode in self.found
         }
 
-    def sample(self, frames: dict[int, FrameType], spanned: set[int], now: float) -> None:
+    def sample(
+        self,
+        frames: dict[int, FrameType],
+        spanned: set[int],
+        now: float,
+        frozen: dict[int, float] | None = None,
+    ) -> None:
         for tracker in self.trackers.values():
-            tracker.observe(frames, spanned, now, alive=frames)
+            tracker.observe(frames, spanned, now, alive=frames, frozen=frozen)
             tracker.flush()
 
     def coverage(self) -> dict[str, tuple[float, float]]:
@@ -233,6 +239,43 @@ def test_the_unseen_gaps_are_credited_together_under_half_the_threshold() -> Non
     leaf_calls = [op for op in python if op.site.endswith(":leaf_wait")]
     assert len(leaf_calls) == 1  # gate 2's call only
     assert leaf_calls[0].duration_s == pytest.approx(0.0053 + 0.48 * THRESHOLD)
+
+
+def test_a_call_first_seen_late_counts_from_when_its_thread_last_held_the_gil() -> None:
+    """A sample that comes late (the sampler waited for the GIL) sees a thread whose
+    stack has not changed since the thread last held the GIL: its new calls were
+    running from then, and the calls gone had returned by then. A call first seen 2.5 ms
+    before its last sample, but frozen from 8 ms before that first sample, counts, with
+    the 0.5 ms to the moment it was known to be gone; a time before the thread's
+    previous sample is taken as that sample (the stack changed after it)."""
+    with worker_and_pair(3, {}) as (worker, pair):
+
+        def sample_at(now: float, frozen_since: float | None = None) -> None:
+            frozen = None if frozen_since is None else {worker.tid: frozen_since}
+            pair.sample({worker.tid: worker.leaf()}, set(), now, frozen)
+
+        sample_at(100.000)  # gate 0
+        worker.advance()
+        sample_at(100.100, frozen_since=100.092)  # gate 1, running since 100.092 ...
+        sample_at(100.1025)  # ... and last seen here
+        worker.advance()
+        sample_at(100.200, frozen_since=100.103)  # gate 1 had returned by 100.103
+        sample_at(100.2001)
+        worker.advance()
+        sample_at(100.300, frozen_since=50.0)  # before the previous sample: 100.2001
+        worker.advance()
+        pair.sample({}, set(), 100.301)
+    python, native = pair.found["python"], pair.found["native"]
+    assert native == python
+    leaf_calls = [op.duration_s for op in python if op.site.endswith(":leaf_wait")]
+    assert leaf_calls == [
+        # seen from 100.092 to 100.1025, plus (92 + 0.5) / 2 ms, capped
+        pytest.approx((0.1025 - 0.092) + 0.48 * THRESHOLD),
+        # from 100.103 to 100.2001, plus (0.5 + 0) / 2 ms: gone by its last sample
+        pytest.approx((0.2001 - 0.103) + 0.0005 / 2),
+        # the tail: from its previous sample (not 50 s), plus (0 + 1) / 2 ms
+        pytest.approx((0.300 - 0.2001) + 0.001 / 2),
+    ]
 
 
 def test_both_paths_account_the_same_self_time() -> None:

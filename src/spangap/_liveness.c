@@ -20,6 +20,16 @@
  * frames are not watched (their frames outlive a suspension); the Python side filters
  * them out.
  *
+ * The watcher also keeps a log of the GIL's hand-overs (_gil.h) since the sampler's last
+ * tick: the state the sampler leaves it in, then a poll at each of the native thread's
+ * rounds, at the sampler's look and when the sampler wakes to take the GIL back, all at
+ * moments this code is awake anyway (polling more often while the sampler waits cost
+ * 0.8% of a core and found nothing more, see docs/performance.md). A thread that has not
+ * held the GIL since some moment has run no Python code since then, so the stack the
+ * sampler reads was already its stack at that moment: frozen_since() tells each thread's
+ * earliest such moment the log can prove, and a call first seen by a late tick is known
+ * to have been running that much earlier.
+ *
  * Times are CLOCK_MONOTONIC seconds, the clock behind time.perf_counter() on Linux.
  */
 #define PY_SSIZE_T_CLEAN
@@ -30,6 +40,7 @@
 #include <time.h>
 #include <limits.h>
 
+#include "_gil.h"
 #include "_liveness_api.h"
 
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
@@ -61,6 +72,17 @@ typedef struct {
     double ended_at;   /* first time it was seen returned; 0 while running */
 } Slot;
 
+/* One reading of the GIL's state, and the time read after it: the state held at some
+ * moment no later than `at`. */
+typedef struct {
+    double at;
+    const void *holder;
+    unsigned long switches;
+} GilPoll;
+
+/* Polls kept per tick; past this the oldest go (the log then proves less, never wrong). */
+#define GIL_LOG_CAP 256
+
 typedef struct {
     PyObject_HEAD
     pthread_mutex_t lock; /* guards the slots, their counts, interval and stopping */
@@ -82,6 +104,10 @@ typedef struct {
     Py_ssize_t *fresh;
     Py_ssize_t fresh_len, fresh_cap;
     int fresh_overflow;   /* some were not noted: the look checks every slot */
+    /* The GIL's hand-overs since the sampler released it last (guarded by `lock`). */
+    void *gil;            /* NULL where the GIL's layout is not known: no log */
+    GilPoll gil_log[GIL_LOG_CAP];
+    int gil_log_start, gil_log_len; /* a ring */
 } Watcher;
 
 static double
@@ -106,6 +132,35 @@ is_running(PyObject *frame)
     FrameLayout *f = (FrameLayout *)frame;
     void *data = __atomic_load_n(&f->f_frame, __ATOMIC_RELAXED);
     return data != (void *)f->_f_frame_data;
+}
+
+/* -- the GIL log (lock held) ----------------------------------------------------------- */
+
+static void
+gil_log_add(Watcher *w, const GilState *state, double at)
+{
+    int end = (w->gil_log_start + w->gil_log_len) % GIL_LOG_CAP;
+    if (w->gil_log_len == GIL_LOG_CAP) {
+        w->gil_log_start = (w->gil_log_start + 1) % GIL_LOG_CAP; /* the oldest goes */
+    }
+    else {
+        w->gil_log_len++;
+    }
+    GilPoll *p = &w->gil_log[end];
+    p->at = at;
+    p->holder = state->holder;
+    p->switches = state->switches;
+}
+
+/* Poll the GIL from a thread that does not hold it; nothing is logged if it could not be
+ * read at this moment (someone was taking or dropping it). */
+static void
+poll_gil(Watcher *w)
+{
+    GilState state;
+    if (w->gil != NULL && spangap_gil_try_read(w->gil, &state)) {
+        gil_log_add(w, &state, monotonic_now()); /* after the read: held at or before */
+    }
 }
 
 /* One round: note which watched calls are still running, among the slots `which[0:count]`
@@ -148,10 +203,12 @@ check_slots(Watcher *w, const Py_ssize_t *which, Py_ssize_t count)
     }
 }
 
+/* A round of the native thread: every watched call, and the GIL (we are awake anyway). */
 static void
 watch_round(Watcher *w)
 {
     check_slots(w, NULL, 0);
+    poll_gil(w);
 }
 
 /* Note a newly watched slot for the sampler's next look (GIL and lock held). Past the
@@ -281,6 +338,7 @@ watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     w->interval = interval;
     w->fork_generation = fork_generation;
     w->free_head = -1;
+    w->gil = spangap_gil_of_this_interpreter();
     if (pthread_mutex_init(&w->lock, NULL) != 0 || pthread_cond_init(&w->wake, NULL) != 0) {
         Py_DECREF(w);
         PyErr_SetString(PyExc_OSError, "cannot create the watcher's lock");
@@ -499,7 +557,8 @@ PyDoc_STRVAR(sleep_doc,
 "look once at `look_at` at the calls watched since the last sleep(), if any (both are\n"
 "time.perf_counter() values). The sampler sleeps in here between ticks: a call first\n"
 "seen by a tick is looked at again when, if it is still running, it has lasted long\n"
-"enough to be counted, however long the interval to the next tick.");
+"enough to be counted, however long the interval to the next tick. On the way, it\n"
+"logs who holds the GIL, for the next tick's frozen_since().");
 
 /* Sleep on CLOCK_MONOTONIC until `when`; at once if it has passed. */
 static void
@@ -543,20 +602,112 @@ watcher_sleep(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
+    /* The GIL's state as we leave it, read while we hold it: the log's first entry. */
+    GilState leaving = {NULL, 0};
+    if (w->gil != NULL) {
+        spangap_gil_read_held(w->gil, &leaving);
+    }
+    double left_at = monotonic_now();
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&w->lock);
+    w->gil_log_start = w->gil_log_len = 0;
+    if (w->gil != NULL) {
+        gil_log_add(w, &leaving, left_at);
+    }
     /* Nothing new to look at: no extra wake-up, which is the look's whole cost. */
     if (look_at < until && (w->fresh_len > 0 || w->fresh_overflow)) {
         pthread_mutex_unlock(&w->lock);
         sleep_until(look_at);
         pthread_mutex_lock(&w->lock);
         look_round(w);
+        poll_gil(w);
     }
     forget_fresh(w); /* the next tick's new calls are the next look's */
     pthread_mutex_unlock(&w->lock);
     sleep_until(until);
+    pthread_mutex_lock(&w->lock);
+    poll_gil(w); /* who holds the GIL as we start waiting for it */
+    pthread_mutex_unlock(&w->lock);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(frozen_since_doc,
+"frozen_since(now) -> dict[int, float]\n\n"
+"For the threads whose Python stack is known not to have changed since before `now`\n"
+"(the perf_counter() time of the tick that calls this, with the GIL held, after it read\n"
+"the stacks), the earliest such time: the thread has not held the GIL since, by the\n"
+"hand-overs logged since the sampler's last sleep(). A hand-over no poll saw cuts the\n"
+"proof short; threads not in the dict are only known as of `now`.");
+
+/* A holder of the GIL in the log, and the time from which it is known not to hold it. */
+typedef struct {
+    const void *holder;
+    double released_by;
+} Release;
+
+static PyObject *
+watcher_frozen_since(Watcher *w, PyObject *arg)
+{
+    double now = PyFloat_AsDouble(arg);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *result = PyDict_New();
+    if (result == NULL || w->gil == NULL || forked(w)) {
+        return result;
+    }
+    GilState current;
+    spangap_gil_read_held(w->gil, &current);
+    /* Walk the log back from the present while every hand-over was seen (the switch
+     * count rose by at most one between polls, so each new holder was the one polled).
+     * Every thread that held the GIL from the chain's first poll to now is then in it. */
+    Release released[GIL_LOG_CAP + 1];
+    int distinct = 0;
+    double chain_start = now;
+    pthread_mutex_lock(&w->lock);
+    unsigned long later_switches = current.switches;
+    double later_at = now;
+    released[distinct++] = (Release){current.holder, now};
+    for (int i = w->gil_log_len - 1; i >= 0; i--) {
+        const GilPoll *p = &w->gil_log[(w->gil_log_start + i) % GIL_LOG_CAP];
+        if (p->switches > later_switches || later_switches - p->switches > 1) {
+            break;
+        }
+        int known = 0;
+        for (int d = 0; d < distinct && !known; d++) {
+            known = released[d].holder == p->holder;
+        }
+        if (!known) { /* its newest poll: it has not held the GIL since the next one */
+            released[distinct++] = (Release){p->holder, later_at};
+        }
+        chain_start = later_at = p->at;
+        later_switches = p->switches;
+    }
+    pthread_mutex_unlock(&w->lock);
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        double since = chain_start;
+        for (int d = 0; d < distinct; d++) {
+            if (released[d].holder == (const void *)ts) {
+                since = released[d].released_by;
+                break;
+            }
+        }
+        if (since >= now) {
+            continue;
+        }
+        PyObject *tid = PyLong_FromUnsignedLong(ts->thread_id);
+        PyObject *at = tid != NULL ? PyFloat_FromDouble(since) : NULL;
+        int rc = at != NULL ? PyDict_SetItem(result, tid, at) : -1;
+        Py_XDECREF(tid);
+        Py_XDECREF(at);
+        if (rc < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
 }
 
 static PyObject *
@@ -598,6 +749,7 @@ static PyMethodDef watcher_methods[] = {
     {"clear", (PyCFunction)watcher_clear, METH_NOARGS, clear_doc},
     {"stop", (PyCFunction)watcher_stop, METH_NOARGS, stop_doc},
     {"sleep", (PyCFunction)(void (*)(void))watcher_sleep, METH_FASTCALL, sleep_doc},
+    {"frozen_since", (PyCFunction)watcher_frozen_since, METH_O, frozen_since_doc},
     {NULL, NULL, 0, NULL},
 };
 

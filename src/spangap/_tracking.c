@@ -503,12 +503,13 @@ example_of(Track *t, Py_ssize_t pos)
     return pair;
 }
 
-/* tracker._complete: the call at ``pos`` returned between the previous sample and now. */
+/* tracker._complete: the call at ``pos`` returned between the previous sample and
+ * ``gone``. */
 static int
-complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
+complete(Tracker *self, Track *t, Py_ssize_t pos, double gone)
 {
     Elem *call = &t->stack[pos];
-    double last_seen = t->prev_time, gone = now;
+    double last_seen = t->prev_time;
     if (call->slot >= 0 && self->api != NULL) {
         double alive, ended;
         int slot = call->slot;
@@ -575,17 +576,17 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double now)
     return rc;
 }
 
-/* tracker._end_calls: calls at positions >= keep have returned since the last sample.
- * The stack is left consistent even when a callback fails. */
+/* tracker._end_calls: calls at positions >= keep have returned since the last sample,
+ * by ``gone``. The stack is left consistent even when a callback fails. */
 static int
-end_calls(Tracker *self, Track *t, Py_ssize_t keep, double now)
+end_calls(Tracker *self, Track *t, Py_ssize_t keep, double gone)
 {
     int status = 0;
     for (Py_ssize_t pos = t->len - 1; pos >= keep; pos--) {
         Elem *e = &t->stack[pos];
         if (e->live) {
             t->live--;
-            if (status == 0 && complete(self, t, pos, now) < 0)
+            if (status == 0 && complete(self, t, pos, gone) < 0)
                 status = -1;
             e = &t->stack[pos];
             e->live = 0;
@@ -599,15 +600,16 @@ end_calls(Tracker *self, Track *t, Py_ssize_t keep, double now)
     return status;
 }
 
-/* tracker._push: track the frames new since the last sample; ``fresh`` holds them leaf
- * first, and ``count`` of them (from the root end) are pushed. */
+/* tracker._push: track the frames new since the last sample, running from ``since`` to
+ * ``now`` at least; ``fresh`` holds them leaf first, and ``count`` of them (from the root
+ * end) are pushed. */
 static int
 push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count, int spanned,
-     double now)
+     double since, double now)
 {
     if (stack_reserve(t, count) < 0)
         return -1;
-    double gap_before = t->samples ? now - t->prev_time : self->interval;
+    double gap_before = t->samples ? since - t->prev_time : self->interval;
     PyObject *lost_from = NULL; /* looked up once, at the first new dark call */
     int looked_up = 0;
     int status = 0;
@@ -643,7 +645,7 @@ push(Tracker *self, PyObject *tid, Track *t, PyObject **fresh, Py_ssize_t count,
                 Py_CLEAR(lost_from);
         }
         e->live = 1;
-        e->first_seen = now;
+        e->first_seen = since;
         e->gap_before = gap_before;
         e->sample_start = t->samples;
         e->nonidle_start = t->nonidle;
@@ -737,9 +739,11 @@ collect_chain(PyFrameObject *frame, Track *t, Py_ssize_t *keep, PyObject **small
     return n;
 }
 
-/* tracker._restructure: the leaf changed; end the calls that returned, push new ones. */
+/* tracker._restructure: the leaf changed (at or before ``since``, when the stack was
+ * already as it is ``now``); end the calls that returned, push new ones. */
 static int
-restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned, double now)
+restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned, double since,
+            double now)
 {
     /* The new frames, leaf first, as new references: the walk stops at the first frame
      * known from the previous sample, since everything above it is known too. */
@@ -751,11 +755,11 @@ restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned,
     if (n < 0)
         return -1;
     int status = 0;
-    if (keep < t->len && end_calls(self, t, keep, now) < 0)
+    if (keep < t->len && end_calls(self, t, keep, since) < 0)
         status = -1;
     if (status == 0 && spanned && t->live && taint(self, t) < 0)
         status = -1;
-    if (status == 0 && n > 0 && push(self, tid, t, chain, n, spanned, now) < 0)
+    if (status == 0 && n > 0 && push(self, tid, t, chain, n, spanned, since, now) < 0)
         status = -1;
     release_chain(chain, n, small);
     forget_wait(t); /* where it waits is worked out again for the new leaf */
@@ -821,27 +825,50 @@ account(Track *t, int spanned, double now)
     return spanned ? 2 : 1;
 }
 
+/* The time since which thread ``tid``'s stack is known unchanged, from ``frozen``: not
+ * before its previous sample (it changed since), nor after ``now``. Leaves ``since`` as it
+ * is when ``frozen`` does not know the thread. */
+static int
+frozen_time(PyObject *frozen, PyObject *tid, double prev_time, double now, double *since)
+{
+    PyObject *value = PyDict_GetItemWithError(frozen, tid); /* borrowed */
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    double at = PyFloat_AsDouble(value);
+    if (at == -1.0 && PyErr_Occurred())
+        return -1;
+    at = at > prev_time ? at : prev_time;
+    *since = at < now ? at : now;
+    return 0;
+}
+
 /* -- the type -------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(observe_doc,
-"observe(frames, spanned, now, alive, activated=None)\n\n"
+"observe(frames, spanned, now, alive, activated=None, frozen=None)\n\n"
 "One sample of thread stacks, as CallTracker.observe: ``frames`` maps thread id to\n"
 "innermost frame for the threads examined this tick, ``spanned`` holds the ids whose\n"
 "context has an active span, ``alive`` every live thread id, ``activated`` maps a\n"
 "thread id to the frames (a tuple) that were running when a span was first made\n"
-"current in that thread since its previous sample.");
+"current in that thread since its previous sample, ``frozen`` maps a thread id to a\n"
+"time before ``now`` since which its stack is known not to have changed.");
 
 static PyObject *
 tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "observe() takes 4 or 5 arguments");
+    if (nargs < 4 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError, "observe() takes 4 to 6 arguments");
         return NULL;
     }
     PyObject *frames = args[0], *spanned = args[1], *alive = args[3];
-    PyObject *activated = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
+    PyObject *activated = nargs >= 5 && args[4] != Py_None ? args[4] : NULL;
     if (activated != NULL && !PyDict_Check(activated)) {
         PyErr_SetString(PyExc_TypeError, "observe() needs a dict of running frames");
+        return NULL;
+    }
+    PyObject *frozen = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
+    if (frozen != NULL && !PyDict_Check(frozen)) {
+        PyErr_SetString(PyExc_TypeError, "observe() needs a dict of times for frozen");
         return NULL;
     }
     double now = PyFloat_AsDouble(args[2]);
@@ -891,7 +918,10 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         if (t->running != NULL && t->live && untrack_activated(self, t) < 0)
             status = -1;
         if (status == 0 && leaf_of(t) != leaf) {
-            if (restructure(self, tid, t, leaf, is_spanned, now) < 0)
+            double since = now;
+            if (frozen != NULL && frozen_time(frozen, tid, t->prev_time, now, &since) < 0)
+                status = -1;
+            else if (restructure(self, tid, t, leaf, is_spanned, since, now) < 0)
                 status = -1;
         }
         else if (status == 0 && is_spanned && t->live && taint(self, t) < 0)

@@ -195,6 +195,8 @@ class Sampler:
         try:
             now = time.perf_counter()
             frames = sys._current_frames()
+            # After the stacks are read: a thread that ran in between held the GIL.
+            frozen = self._watcher.frozen_since(now) if self._watcher is not None else None
             if exclude is not None:
                 frames.pop(exclude, None)
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
@@ -207,7 +209,9 @@ class Sampler:
             spanned = self._reader.spanned_threads(visit, frames)
             activations = self._activations
             activated = activations.since_last(visit, frames) if activations else None
-            self._tracker.observe(visit, spanned, now, alive=frames, activated=activated)
+            self._tracker.observe(
+                visit, spanned, now, alive=frames, activated=activated, frozen=frozen
+            )
             del frames, visit, activated
             self._ticks += 1
             self._errors_in_a_row = 0

@@ -266,6 +266,7 @@ class CallTracker:
         now: float,
         alive: Mapping[int, object] | None = None,
         activated: dict[int, tuple[FrameType, ...]] | None = None,
+        frozen: Mapping[int, float] | None = None,
     ) -> None:
         """Take one sample: ``frames`` maps thread id -> innermost frame, for the threads
         examined this tick; ``alive`` holds every live thread id (default: those in
@@ -273,14 +274,17 @@ class CallTracker:
         ``activated`` maps a thread to the frames that were running when a span was
         first made current in it since its previous sample (activations.py): those
         calls were not dark throughout, whether they ended since, are still on the
-        stack, or began after the previous sample.
+        stack, or began after the previous sample. ``frozen`` maps a thread to a time
+        before ``now`` since which its stack is known not to have changed (it has not
+        held the GIL since: ``Watcher.frozen_since``): its new calls were already running
+        then, and the calls it no longer runs had already returned.
 
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
         """
         if self._native is not None:
             alive_ids = frames if alive is None else alive
-            self._native.observe(frames, spanned, now, alive_ids, activated)
+            self._native.observe(frames, spanned, now, alive_ids, activated, frozen)
             return
         tracks = self._tracks
         interval = self._interval
@@ -298,7 +302,10 @@ class CallTracker:
                 if track.live:  # before calls that returned are completed (and counted)
                     self._untrack_activated(track)
             if track.leaf is not leaf:
-                self._restructure(tid, track, leaf, is_spanned, now)
+                since = now
+                if frozen and tid in frozen:  # not before its previous sample: it moved
+                    since = min(max(frozen[tid], track.prev_time), now)
+                self._restructure(tid, track, leaf, is_spanned, since, now)
             elif is_spanned and track.live:
                 self._taint(track)
             track.activation = _NO_ACTIVATION
@@ -409,16 +416,23 @@ class CallTracker:
     # -- one thread -----------------------------------------------------------------------
 
     def _restructure(
-        self, tid: int, track: _ThreadTrack, leaf: FrameType, spanned: bool, now: float
+        self,
+        tid: int,
+        track: _ThreadTrack,
+        leaf: FrameType,
+        spanned: bool,
+        since: float,
+        now: float,
     ) -> None:
-        """The leaf changed: end the calls that returned, push the new ones."""
+        """The leaf changed (at or before ``since``, when the stack was already as it is
+        ``now``): end the calls that returned, push the new ones."""
         keep, new = self._walk(track, leaf)
         if keep < len(track.stack):
-            self._end_calls(track, keep, now)
+            self._end_calls(track, keep, since)
         if spanned and track.live:
             self._taint(track)
         if new:
-            self._push(tid, track, new, spanned, now, watch=self._watcher is not None)
+            self._push(tid, track, new, spanned, since, now, watch=self._watcher is not None)
         track.leaf = leaf
         track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
@@ -437,7 +451,7 @@ class CallTracker:
         if track.spanned and track.live:
             self._taint(track)
         if keep < len(frames):
-            self._push(key, track, frames[keep:][::-1], track.spanned, now, watch=False)
+            self._push(key, track, frames[keep:][::-1], track.spanned, now, now, watch=False)
         track.leaf = frames[-1]
         track.wait = None  # where it waits is worked out again for the new leaf
         track.idle = self._is_idle(track)
@@ -494,16 +508,18 @@ class CallTracker:
         track: _ThreadTrack,
         new: list[FrameType],
         spanned: bool,
+        since: float,
         now: float,
         watch: bool,
     ) -> None:
-        """Track the frames new since the last sample (leaf first in ``new``). With
-        ``watch``, the liveness watcher follows each new countable call (thread stacks
-        only: a task's frames are coroutines, which stay "running" while suspended)."""
+        """Track the frames new since the last sample (leaf first in ``new``), running
+        from ``since`` to ``now`` at least. With ``watch``, the liveness watcher follows
+        each new countable call (thread stacks only: a task's frames are coroutines,
+        which stay "running" while suspended)."""
         scope = self._scope
         watcher = self._watcher if watch else None
         stack, infos, calls, index = track.stack, track.infos, track.calls, track.index
-        gap_before = now - track.prev_time if track.samples else self._interval
+        gap_before = since - track.prev_time if track.samples else self._interval
         cause, lost_from = NO_SPAN, None
         if not spanned:
             lost_from = self._lost_context(tid)
@@ -515,7 +531,7 @@ class CallTracker:
             if info.countable and not spanned and id(frame) not in track.activation:
                 call = _Call(
                     info,
-                    now,
+                    since,
                     gap_before,
                     track.samples,
                     track.nonidle,
@@ -589,22 +605,23 @@ class CallTracker:
 
     # -- ends -----------------------------------------------------------------------------
 
-    def _end_calls(self, track: _ThreadTrack, keep: int, now: float) -> None:
-        """Calls at positions >= keep have returned since the previous sample."""
+    def _end_calls(self, track: _ThreadTrack, keep: int, gone: float) -> None:
+        """Calls at positions >= keep have returned since the previous sample, by
+        ``gone``."""
         stack, infos, calls, index = track.stack, track.infos, track.calls, track.index
         for pos in range(len(stack) - 1, keep - 1, -1):
             call = calls[pos]
             if call is not None:
                 track.live -= 1
-                self._complete(track, pos, call, now)
+                self._complete(track, pos, call, gone)
             index.pop(id(stack[pos]), None)
             if infos[pos].in_scope:
                 track.inscope -= 1
         del stack[keep:], infos[keep:], calls[keep:]
         track.leaf = stack[-1] if stack else None
 
-    def _complete(self, track: _ThreadTrack, pos: int, call: _Call, now: float) -> None:
-        last_seen, gone = track.prev_time, now  # running at last_seen, returned by gone
+    def _complete(self, track: _ThreadTrack, pos: int, call: _Call, gone: float) -> None:
+        last_seen = track.prev_time  # running at last_seen, returned by gone
         if call.slot >= 0 and self._watcher is not None:
             alive, ended = self._watcher.ended(call.slot)
             last_seen = max(last_seen, alive)
