@@ -139,7 +139,7 @@ class Pair:
         frames: dict[int, FrameType],
         spanned: set[int],
         now: float,
-        frozen: dict[int, float] | None = None,
+        frozen: tuple[float, dict[int, float]] | None = None,
     ) -> None:
         for tracker in self.trackers.values():
             tracker.observe(frames, spanned, now, alive=frames, frozen=frozen)
@@ -250,19 +250,19 @@ def test_a_call_first_seen_late_counts_from_when_its_thread_last_held_the_gil() 
     previous sample is taken as that sample (the stack changed after it)."""
     with worker_and_pair(3, {}) as (worker, pair):
 
-        def sample_at(now: float, frozen_since: float | None = None) -> None:
-            frozen = None if frozen_since is None else {worker.tid: frozen_since}
+        def sample_at(now: float, frozen: tuple[float, dict[int, float]] | None = None) -> None:
             pair.sample({worker.tid: worker.leaf()}, set(), now, frozen)
 
         sample_at(100.000)  # gate 0
         worker.advance()
-        sample_at(100.100, frozen_since=100.092)  # gate 1, running since 100.092 ...
+        sample_at(100.100, (100.092, {}))  # gate 1, running since 100.092 ...
         sample_at(100.1025)  # ... and last seen here
         worker.advance()
-        sample_at(100.200, frozen_since=100.103)  # gate 1 had returned by 100.103
+        # Gate 1 had returned by 100.103 (the worker held the GIL after the rest).
+        sample_at(100.200, (100.0, {worker.tid: 100.103}))
         sample_at(100.2001)
         worker.advance()
-        sample_at(100.300, frozen_since=50.0)  # before the previous sample: 100.2001
+        sample_at(100.300, (50.0, {}))  # before the previous sample: from 100.2001
         worker.advance()
         pair.sample({}, set(), 100.301)
     python, native = pair.found["python"], pair.found["native"]

@@ -633,12 +633,13 @@ watcher_sleep(Watcher *w, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(frozen_since_doc,
-"frozen_since(now) -> dict[int, float]\n\n"
-"For the threads whose Python stack is known not to have changed since before `now`\n"
-"(the perf_counter() time of the tick that calls this, with the GIL held, after it read\n"
-"the stacks), the earliest such time: the thread has not held the GIL since, by the\n"
-"hand-overs logged since the sampler's last sleep(). A hand-over no poll saw cuts the\n"
-"proof short; threads not in the dict are only known as of `now`.");
+"frozen_since(now) -> tuple[float, dict[int, float]]\n\n"
+"How long each thread's Python stack is known not to have changed before `now` (the\n"
+"perf_counter() time of the tick that calls this, with the GIL held, after it read the\n"
+"stacks): (since, held). Every thread has not held the GIL since `since`, except those\n"
+"in `held`, which did in that stretch and have not held it since their value. The\n"
+"proof comes from the hand-overs logged since the sampler's last sleep(); one that no\n"
+"poll saw cuts it short. A value of `now` or later means: not known before `now`.");
 
 /* A holder of the GIL in the log, and the time from which it is known not to hold it. */
 typedef struct {
@@ -653,21 +654,19 @@ watcher_frozen_since(Watcher *w, PyObject *arg)
     if (now == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *result = PyDict_New();
-    if (result == NULL || w->gil == NULL || forked(w)) {
-        return result;
+    if (w->gil == NULL || forked(w)) {
+        return Py_BuildValue("(d{})", now);
     }
     GilState current;
     spangap_gil_read_held(w->gil, &current);
-    /* Walk the log back from the present while every hand-over was seen (the switch
-     * count rose by at most one between polls, so each new holder was the one polled).
-     * Every thread that held the GIL from the chain's first poll to now is then in it. */
+    /* Walk the log back from the present while every hand-over was seen (the count rose
+     * by at most one from a poll to the next, so each new holder is the one polled):
+     * every thread that held the GIL from the chain's first poll to now is in it. */
     Release released[GIL_LOG_CAP + 1];
     int distinct = 0;
     double chain_start = now;
     pthread_mutex_lock(&w->lock);
     unsigned long later_switches = current.switches;
-    double later_at = now;
     released[distinct++] = (Release){current.holder, now};
     for (int i = w->gil_log_len - 1; i >= 0; i--) {
         const GilPoll *p = &w->gil_log[(w->gil_log_start + i) % GIL_LOG_CAP];
@@ -679,34 +678,36 @@ watcher_frozen_since(Watcher *w, PyObject *arg)
             known = released[d].holder == p->holder;
         }
         if (!known) { /* its newest poll: it has not held the GIL since the next one */
-            released[distinct++] = (Release){p->holder, later_at};
+            released[distinct++] = (Release){p->holder, chain_start};
         }
-        chain_start = later_at = p->at;
+        chain_start = p->at;
         later_switches = p->switches;
     }
     pthread_mutex_unlock(&w->lock);
+    /* Holders are thread states: name them by thread id (only the few that held it). */
+    PyObject *held = PyDict_New();
+    if (held == NULL) {
+        return NULL;
+    }
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); ts != NULL;
          ts = PyThreadState_Next(ts)) {
-        double since = chain_start;
         for (int d = 0; d < distinct; d++) {
-            if (released[d].holder == (const void *)ts) {
-                since = released[d].released_by;
-                break;
+            if (released[d].holder != (const void *)ts) {
+                continue;
             }
-        }
-        if (since >= now) {
-            continue;
-        }
-        PyObject *tid = PyLong_FromUnsignedLong(ts->thread_id);
-        PyObject *at = tid != NULL ? PyFloat_FromDouble(since) : NULL;
-        int rc = at != NULL ? PyDict_SetItem(result, tid, at) : -1;
-        Py_XDECREF(tid);
-        Py_XDECREF(at);
-        if (rc < 0) {
-            Py_DECREF(result);
-            return NULL;
+            PyObject *tid = PyLong_FromUnsignedLong(ts->thread_id);
+            PyObject *at = tid != NULL ? PyFloat_FromDouble(released[d].released_by) : NULL;
+            int rc = at != NULL ? PyDict_SetItem(held, tid, at) : -1;
+            Py_XDECREF(tid);
+            Py_XDECREF(at);
+            if (rc < 0) {
+                Py_DECREF(held);
+                return NULL;
+            }
+            break;
         }
     }
+    PyObject *result = Py_BuildValue("(dN)", chain_start, held);
     return result;
 }
 

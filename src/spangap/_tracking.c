@@ -825,18 +825,21 @@ account(Track *t, int spanned, double now)
     return spanned ? 2 : 1;
 }
 
-/* The time since which thread ``tid``'s stack is known unchanged, from ``frozen``: not
- * before its previous sample (it changed since), nor after ``now``. Leaves ``since`` as it
- * is when ``frozen`` does not know the thread. */
+/* The time since which thread ``tid``'s stack is known unchanged: its value in ``held``,
+ * or else ``all``; not before its previous sample (it changed since), nor after ``now``. */
 static int
-frozen_time(PyObject *frozen, PyObject *tid, double prev_time, double now, double *since)
+frozen_time(double all, PyObject *held, PyObject *tid, double prev_time, double now,
+            double *since)
 {
-    PyObject *value = PyDict_GetItemWithError(frozen, tid); /* borrowed */
-    if (value == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    double at = PyFloat_AsDouble(value);
-    if (at == -1.0 && PyErr_Occurred())
+    double at = all;
+    PyObject *value = PyDict_GetItemWithError(held, tid); /* borrowed */
+    if (value == NULL && PyErr_Occurred())
         return -1;
+    if (value != NULL) {
+        at = PyFloat_AsDouble(value);
+        if (at == -1.0 && PyErr_Occurred())
+            return -1;
+    }
     at = at > prev_time ? at : prev_time;
     *since = at < now ? at : now;
     return 0;
@@ -850,8 +853,9 @@ PyDoc_STRVAR(observe_doc,
 "innermost frame for the threads examined this tick, ``spanned`` holds the ids whose\n"
 "context has an active span, ``alive`` every live thread id, ``activated`` maps a\n"
 "thread id to the frames (a tuple) that were running when a span was first made\n"
-"current in that thread since its previous sample, ``frozen`` maps a thread id to a\n"
-"time before ``now`` since which its stack is known not to have changed.");
+"current in that thread since its previous sample, ``frozen`` is (since, held) from\n"
+"Watcher.frozen_since: each thread's stack is known not to have changed since its\n"
+"value in ``held``, or else since ``since``.");
 
 static PyObject *
 tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
@@ -867,9 +871,16 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *frozen = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
-    if (frozen != NULL && !PyDict_Check(frozen)) {
-        PyErr_SetString(PyExc_TypeError, "observe() needs a dict of times for frozen");
-        return NULL;
+    double frozen_all = 0.0;
+    if (frozen != NULL) {
+        if (!PyTuple_Check(frozen) || PyTuple_GET_SIZE(frozen) != 2
+            || !PyDict_Check(PyTuple_GET_ITEM(frozen, 1))) {
+            PyErr_SetString(PyExc_TypeError, "observe() needs frozen as (since, held)");
+            return NULL;
+        }
+        frozen_all = PyFloat_AsDouble(PyTuple_GET_ITEM(frozen, 0));
+        if (frozen_all == -1.0 && PyErr_Occurred())
+            return NULL;
     }
     double now = PyFloat_AsDouble(args[2]);
     if (now == -1.0 && PyErr_Occurred())
@@ -919,7 +930,9 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
         if (status == 0 && leaf_of(t) != leaf) {
             double since = now;
-            if (frozen != NULL && frozen_time(frozen, tid, t->prev_time, now, &since) < 0)
+            if (frozen != NULL
+                && frozen_time(frozen_all, PyTuple_GET_ITEM(frozen, 1), tid, t->prev_time, now,
+                               &since) < 0)
                 status = -1;
             else if (restructure(self, tid, t, leaf, is_spanned, since, now) < 0)
                 status = -1;

@@ -266,7 +266,7 @@ class CallTracker:
         now: float,
         alive: Mapping[int, object] | None = None,
         activated: dict[int, tuple[FrameType, ...]] | None = None,
-        frozen: Mapping[int, float] | None = None,
+        frozen: tuple[float, Mapping[int, float]] | None = None,
     ) -> None:
         """Take one sample: ``frames`` maps thread id -> innermost frame, for the threads
         examined this tick; ``alive`` holds every live thread id (default: those in
@@ -274,10 +274,11 @@ class CallTracker:
         ``activated`` maps a thread to the frames that were running when a span was
         first made current in it since its previous sample (activations.py): those
         calls were not dark throughout, whether they ended since, are still on the
-        stack, or began after the previous sample. ``frozen`` maps a thread to a time
-        before ``now`` since which its stack is known not to have changed (it has not
-        held the GIL since: ``Watcher.frozen_since``): its new calls were already running
-        then, and the calls it no longer runs had already returned.
+        stack, or began after the previous sample. ``frozen`` is ``(since, held)`` from
+        ``Watcher.frozen_since``: every thread's stack is known not to have changed since
+        ``since``, or since its value in ``held`` (it has not held the GIL since then):
+        its new calls were already running then, and the calls it no longer runs had
+        already returned.
 
         Written for the common case: most threads' leaf frame is the one seen last time
         (blocked, idle, or looping in one function), which costs two identity checks.
@@ -303,8 +304,9 @@ class CallTracker:
                     self._untrack_activated(track)
             if track.leaf is not leaf:
                 since = now
-                if frozen and tid in frozen:  # not before its previous sample: it moved
-                    since = min(max(frozen[tid], track.prev_time), now)
+                if frozen is not None:  # not before its previous sample: it moved since
+                    unchanged = frozen[1].get(tid, frozen[0])
+                    since = min(max(unchanged, track.prev_time), now)
                 self._restructure(tid, track, leaf, is_spanned, since, now)
             elif is_spanned and track.live:
                 self._taint(track)
