@@ -222,7 +222,8 @@ def why_missed(
     (``unseen``: nothing can count them), and those whose first tick came too late for
     the detector's estimate (what it saw, plus half the gap before, at most
     ``credit_cap`` of the threshold) to reach the threshold (``late``), by the ticks'
-    times alone."""
+    times alone: a first sighting the watcher's GIL log dated back (``frozen_since``)
+    is not known here, so some ``late`` calls were counted."""
     unseen = late = 0
     dark = (*DARK_SITES, DARK_CPU_SITE)
     for site, start, end in calls:
