@@ -284,7 +284,7 @@ def settings(rounds: int) -> list[Setting]:
     the default budget (with the C and the reference tracker: what a cheaper tick buys
     at the same budget), then the CPU-contended load (where the sampler waits for the
     GIL behind CPU-bound threads) with and without the liveness watcher, at full rate
-    and at the default budget."""
+    and at the default budget, and with none of the C extension at full rate."""
     rows = [
         Setting(NO_BUDGET, "native", reader, threads, False, rounds)
         for reader in READERS
@@ -304,6 +304,10 @@ def settings(rounds: int) -> list[Setting]:
         Setting(NO_BUDGET, liveness, "native", threads, True, rounds)
         for liveness in ("native", "sampled")
         for threads in THREAD_COUNTS
+    ]
+    rows += [  # and with none of the C extension
+        Setting(NO_BUDGET, "sampled", "python", n, True, rounds, tracker="python")
+        for n in THREAD_COUNTS
     ]
     rows += [Setting(DEFAULT_BUDGET, "native", "native", n, True, rounds) for n in THREAD_COUNTS]
     return rows
@@ -379,6 +383,7 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
         budget_label(setting.max_overhead),
         setting.tracker,
         setting.liveness,
+        setting.reader,
         str(setting.threads),
         setting.load,
         code,
@@ -391,7 +396,18 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
     ]
 
 
-WHY_HEADERS = ("budget", "liveness", "threads", "load", "runs", "missed", "unseen", "late")
+WHY_HEADERS = (
+    "budget",
+    "tracker",
+    "liveness",
+    "reader",
+    "threads",
+    "load",
+    "runs",
+    "missed",
+    "unseen",
+    "late",
+)
 
 
 def why_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
@@ -402,7 +418,9 @@ def why_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
     total = {k: sum(r.get(k, 0.0) for r in runs) for k in keys}
     return [
         budget_label(setting.max_overhead),
+        setting.tracker,
         setting.liveness,
+        setting.reader,
         str(setting.threads),
         setting.load,
         str(len(runs)),
@@ -414,6 +432,7 @@ COMPARISON_HEADERS = (
     "budget",
     "tracker",
     "liveness",
+    "reader",
     "threads",
     "load",
     "code",

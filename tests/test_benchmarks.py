@@ -96,7 +96,12 @@ def test_row_filters_keep_only_the_rows_asked_for() -> None:
     assert picked and all(
         r.threads == 4 and r.contended and r.max_overhead == detection.NO_BUDGET for r in picked
     )
-    assert {r.liveness for r in picked} == {"native", "sampled"}  # with and without watcher
+    # With and without the watcher, and with none of the C extension.
+    assert {(r.liveness, r.tracker, r.reader) for r in picked} == {
+        ("native", "native", "native"),
+        ("sampled", "native", "native"),
+        ("sampled", "python", "python"),
+    }
     assert detection.selected(rows, None, None, None) == rows
     at_budget = detection.selected(rows, None, "mixed", "default")
     assert at_budget and all(r.max_overhead == detection.DEFAULT_BUDGET for r in at_budget)
