@@ -12,6 +12,10 @@ once at the calls the last tick saw first, at the moment that decides whether th
 the threshold (and not at all when nothing new was seen or the next tick comes first);
 the watcher's own rounds come at the sampler's interval.
 
+The watcher also logs who holds the GIL at those moments, so that a tick that waited for
+the GIL knows since when each other thread's stack had not changed
+(``Watcher.frozen_since``): a thread that does not hold the GIL runs no Python code.
+
 ``liveness="sampled"`` (or an interpreter where the extension is not built) uses samples
 alone, which is the reference behaviour the watcher refines.
 """

@@ -14,6 +14,9 @@ what the samples leave open), the two halves together capped a little under half
 threshold. With the native liveness watcher (liveness.py), "last seen" is the last
 moment the watcher saw the call running, which behind CPU-bound threads can be well
 after the last sample, and the gap after it ends where the watcher saw it return.
+The watcher also tells how long before a sample each thread's stack had not changed
+(it had not held the GIL since: ``Watcher.frozen_since``); a call first seen by that
+sample was running from then, and a call gone from it had returned by then.
 The cap is what makes short calls safe whatever the gaps: a call of at most
 threshold/2 spans at most threshold/2 between its first and last sighting, so its
 estimate stays under the threshold and it is never counted. One cap on the sum, rather
