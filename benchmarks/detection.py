@@ -375,10 +375,12 @@ def measure_all(
     return results
 
 
-def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) -> list[str]:
-    """One row of the side-by-side summary: recall as median, mean and worst run, and
-    the calls missed over all runs."""
-    recalls = [r["recall"] for r in runs]
+#: The columns that name a row's setting, first in every table.
+LABEL_HEADERS = ("budget", "tracker", "liveness", "reader", "threads", "load")
+
+
+def row_label(setting: Setting) -> list[str]:
+    """The cells under LABEL_HEADERS for ``setting``."""
     return [
         budget_label(setting.max_overhead),
         setting.tracker,
@@ -386,6 +388,15 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
         setting.reader,
         str(setting.threads),
         setting.load,
+    ]
+
+
+def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) -> list[str]:
+    """One row of the side-by-side summary: recall as median, mean and worst run, and
+    the calls missed over all runs."""
+    recalls = [r["recall"] for r in runs]
+    return [
+        *row_label(setting),
         code,
         str(len(runs)),
         pct(median(recalls), digits=2),
@@ -397,12 +408,7 @@ def comparison_row(setting: Setting, code: str, runs: list[dict[str, float]]) ->
 
 
 WHY_HEADERS = (
-    "budget",
-    "tracker",
-    "liveness",
-    "reader",
-    "threads",
-    "load",
+    *LABEL_HEADERS,
     "runs",
     "missed",
     "unseen",
@@ -417,24 +423,14 @@ def why_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
     keys = ("missed", "missed_unseen", "missed_late")
     total = {k: sum(r.get(k, 0.0) for r in runs) for k in keys}
     return [
-        budget_label(setting.max_overhead),
-        setting.tracker,
-        setting.liveness,
-        setting.reader,
-        str(setting.threads),
-        setting.load,
+        *row_label(setting),
         str(len(runs)),
         *(f"{total[k]:.0f}" for k in keys),
     ]
 
 
 COMPARISON_HEADERS = (
-    "budget",
-    "tracker",
-    "liveness",
-    "reader",
-    "threads",
-    "load",
+    *LABEL_HEADERS,
     "code",
     "runs",
     "recall p50",
@@ -446,12 +442,7 @@ COMPARISON_HEADERS = (
 
 
 HEADERS = (
-    "budget",
-    "tracker",
-    "liveness",
-    "reader",
-    "threads",
-    "load",
+    *LABEL_HEADERS,
     "dark calls",
     "recall",
     "over-count",
@@ -469,12 +460,7 @@ def format_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
     """One table row: the median of each figure over the repeats."""
     m = {key: median([r[key] for r in runs]) for key in runs[0]}
     return [
-        budget_label(setting.max_overhead),
-        setting.tracker,
-        setting.liveness,
-        setting.reader,
-        str(setting.threads),
-        setting.load,
+        *row_label(setting),
         f"{m['dark_calls']:.0f}",
         pct(m["recall"]),
         pct(m["over_count"]),
