@@ -5,8 +5,9 @@
  * take_gil() sets both while holding the GIL's `mutex` (the holder first, then the
  * count), so a read made while holding that mutex is consistent. We only ever try that
  * mutex (pthread_mutex_trylock), hold it for two loads and release it: a thread taking
- * or dropping the GIL waits at most that long, and we never wait for it. The structure is internal to CPython, so this file
- * alone is compiled as core code, for 3.11 to 3.13 with the GIL.
+ * or dropping the GIL waits at most that long, and we never wait for it. The structure
+ * is internal to CPython, so this file alone is compiled as core code, for 3.11 to 3.13
+ * with the GIL.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>

@@ -707,8 +707,7 @@ watcher_frozen_since(Watcher *w, PyObject *arg)
             break;
         }
     }
-    PyObject *result = Py_BuildValue("(dN)", chain_start, held);
-    return result;
+    return Py_BuildValue("(dN)", chain_start, held);
 }
 
 static PyObject *

@@ -871,6 +871,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *frozen = nargs == 6 && args[5] != Py_None ? args[5] : NULL;
+    PyObject *held = NULL; /* with frozen_all, the two parts of ``frozen`` */
     double frozen_all = 0.0;
     if (frozen != NULL) {
         if (!PyTuple_Check(frozen) || PyTuple_GET_SIZE(frozen) != 2
@@ -881,6 +882,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         frozen_all = PyFloat_AsDouble(PyTuple_GET_ITEM(frozen, 0));
         if (frozen_all == -1.0 && PyErr_Occurred())
             return NULL;
+        held = PyTuple_GET_ITEM(frozen, 1);
     }
     double now = PyFloat_AsDouble(args[2]);
     if (now == -1.0 && PyErr_Occurred())
@@ -930,9 +932,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
         if (status == 0 && leaf_of(t) != leaf) {
             double since = now;
-            if (frozen != NULL
-                && frozen_time(frozen_all, PyTuple_GET_ITEM(frozen, 1), tid, t->prev_time, now,
-                               &since) < 0)
+            if (held != NULL && frozen_time(frozen_all, held, tid, t->prev_time, now, &since) < 0)
                 status = -1;
             else if (restructure(self, tid, t, leaf, is_spanned, since, now) < 0)
                 status = -1;
