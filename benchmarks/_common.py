@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,11 @@ def median(values: Sequence[float]) -> float:
     """Median that tolerates an empty input (NaN), so one missing value shows as n/a."""
     clean = [v for v in values if v == v]
     return statistics.median(clean) if clean else float("nan")
+
+
+def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The median of each figure over ``runs`` (dicts with the keys of the first)."""
+    return {key: median([run[key] for run in runs]) for key in runs[0]}
 
 
 def pct(value: float, digits: int = 1, signed: bool = False) -> str:

@@ -44,6 +44,7 @@ from _common import (
     emit,
     format_table,
     median,
+    medians,
     pct,
     prepare_child,
     run_child,
@@ -146,8 +147,7 @@ def measure(setting: Setting) -> dict[str, Any]:
     import spangap
 
     server = gt.DelayServer()
-    gt.RECORDED.clear()
-    gt.CALL_TIMES.clear()
+    gt.reset()
     ticks = record_ticks() if setting.why_missed else []
     start = time.perf_counter()
     detector = spangap.enable_gap_detector(
@@ -458,7 +458,7 @@ HEADERS = (
 
 def format_row(setting: Setting, runs: list[dict[str, float]]) -> list[str]:
     """One table row: the median of each figure over the repeats."""
-    m = {key: median([r[key] for r in runs]) for key in runs[0]}
+    m = medians(runs)
     return [
         *row_label(setting),
         f"{m['dark_calls']:.0f}",

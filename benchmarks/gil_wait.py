@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Any
 
-from _common import emit, format_table, median, run_child
+from _common import emit, format_table, medians, run_child
 from http_load import percentile
 
 INTERVAL_S = 0.005
@@ -124,7 +124,7 @@ def ms(seconds: float) -> str:
 
 def table_row(busy: int, runs: list[dict[str, float]]) -> list[str]:
     """The medians of ``runs`` for one busy-thread count."""
-    mid = {key: median([r[key] for r in runs]) for key in runs[0]}
+    mid = medians(runs)
     times = [ms(mid[k]) for k in ("late_p50", "late_p90", "late_p99", "late_max", "gap_max")]
     return [str(busy), *times, f"{mid['long_gaps_per_s']:.1f}"]
 

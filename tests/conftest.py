@@ -70,11 +70,9 @@ def recorded() -> Iterator[list[tuple[str, float]]]:
     """The ground-truth log of workload calls, emptied for each test."""
     import gt_workloads
 
-    gt_workloads.RECORDED.clear()
-    gt_workloads.CALL_TIMES.clear()
+    gt_workloads.reset()
     yield gt_workloads.RECORDED
-    gt_workloads.RECORDED.clear()
-    gt_workloads.CALL_TIMES.clear()
+    gt_workloads.reset()
 
 
 def counts_by_site(detector: GapDetector) -> collections.Counter[str]:

@@ -192,6 +192,13 @@ def idle_waiter(event: threading.Event) -> None:
     event.wait()
 
 
+def reset() -> None:
+    """Forget every recorded call (both records, which are read side by side)."""
+    with _lock:
+        RECORDED.clear()
+        CALL_TIMES.clear()
+
+
 def _record(name: str, start: float) -> None:
     end = time.perf_counter()
     key = site(name)
