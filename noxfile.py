@@ -10,11 +10,12 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "sanitizers"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
@@ -41,10 +42,61 @@ _expose_pyenv_versions()
 def tests(session: nox.Session) -> None:
     """The whole suite. Serial on purpose: detection tests measure a sampler that must
     not compete with a second CPU-heavy test process on a small machine."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,examples]")  # examples: the bounded soak runs them
     # every C extension must build
     session.run("python", "-c", "import spangap._native, spangap._liveness, spangap._tracking")
     session.run("pytest", "-q", *session.posargs)
+
+
+#: What the sanitizer session runs: the C paths under the ground-truth workloads, the
+#: hazards that once crashed or hung the host, and the examples under load (the soak).
+SANITIZED_TESTS = [
+    "tests/test_ground_truth.py",
+    "tests/test_host_safety.py",
+    "tests/test_tracking.py",
+    "tests/test_liveness.py",
+    "tests/test_native.py",
+    "tests/test_soak.py",
+]
+
+
+@nox.session(python=["3.11", "3.12"])
+def sanitizers(session: nox.Session) -> None:
+    """The C extensions built with AddressSanitizer and UndefinedBehaviorSanitizer, in a
+    copy of the tree (the editable build in src/ stays a normal one), loaded into the
+    ordinary interpreter with the sanitizer runtimes preloaded. Any report fails it."""
+    session.install("setuptools", "wheel", ".[dev,examples]")  # the copy below is what runs
+    tree = Path(session.create_tmp()) / "sanitized"
+    shutil.rmtree(tree, ignore_errors=True)
+    for part in ("src", "tests", "benchmarks", "examples"):
+        shutil.copytree(part, tree / part, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    for part in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(part, tree / part)
+    runtimes = [_gcc_file("libasan.so"), _gcc_file("libubsan.so")]
+    env = {
+        "LD_PRELOAD": " ".join(runtimes),
+        "PYTHONPATH": str(tree / "src"),
+        # CPython keeps much memory to the end on purpose: leaks are not checked here.
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    }
+    flags = "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g"
+    with session.chdir(tree):
+        session.run(
+            "python", "setup.py", "-q", "build_ext", "--inplace",
+            env={"CFLAGS": flags, "LDFLAGS": "-fsanitize=address,undefined"},
+        )  # fmt: skip
+        session.run("python", "-c", "import spangap._tracking as t; assert 'sanitized' in t.__file__", env=env)
+        session.run("pytest", "-q", "-p", "no:cacheprovider", *SANITIZED_TESTS, *session.posargs, env=env)
+
+
+def _gcc_file(name: str) -> str:
+    """The path of a gcc runtime library, e.g. libasan.so (gcc knows where it is)."""
+    found = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    if not Path(found).is_absolute():
+        raise RuntimeError(f"gcc has no {name}: install libasan/libubsan")
+    return found
 
 
 @nox.session(python="3.11")

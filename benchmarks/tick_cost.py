@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import json
 import platform
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -138,8 +137,7 @@ def measure(
     s._reader.spanned_threads = timed(totals, "span_reader", s._reader.spanned_threads)  # type: ignore[method-assign]
     s._aggregate.add_ticks = timed(totals, "add_ticks", s._aggregate.add_ticks)  # type: ignore[method-assign]
     s._tick_safely = timed(totals, "tick", s._tick_safely)  # type: ignore[method-assign]
-    frames = timed(totals, "current_frames", sys._current_frames)
-    sampler_module.sys = type("Sys", (), {"_current_frames": staticmethod(frames)})  # type: ignore[assignment]
+    s._current_frames = timed(totals, "current_frames", s._current_frames)
     clock = {name: getattr(time, name) for name in ("perf_counter", "thread_time")}
     sampler_module.time = type(  # type: ignore[assignment]
         "Time",

@@ -114,7 +114,9 @@ def test_snapshot_that_could_not_be_loaded_is_refused_before_writing(tmp_path: P
     assert os.listdir(tmp_path) == []
 
 
-def test_new_file_gets_the_umask_mode_and_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+def test_new_file_is_owner_only_whatever_the_umask_and_existing_file_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
     umask = os.umask(0o022)
     try:
         make_snapshot().save(tmp_path / "new.json")
@@ -122,9 +124,10 @@ def test_new_file_gets_the_umask_mode_and_existing_file_keeps_its_mode(tmp_path:
         existing.write_text("{}")
         existing.chmod(0o640)
         make_snapshot().save(existing)
+        assert os.umask(0o022) == 0o022  # the process's umask was left alone
     finally:
         os.umask(umask)
-    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o600
     assert existing.stat().st_mode & 0o777 == 0o640
 
 

@@ -121,6 +121,11 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
     )
     # Runs the shop with plain python, without the detector: checks the example itself.
     parser.add_argument("--no-detector", action="store_true", help=argparse.SUPPRESS)
+    # How long the shop gets to stop after SIGINT before it is killed; benchmarks/soak.py
+    # sets it past its own stall timeout, so that a hung shop is examined, not killed.
+    parser.add_argument(
+        "--shutdown-timeout", type=float, default=SHUTDOWN_TIMEOUT_S, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     snapshot = args.snapshot.resolve()
 
@@ -141,7 +146,7 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
             "shop", [*shop_cmd, "--upstream", upstream_url], example.directory, measurement
         )
         run_load(example, shop_url, args.requests)
-        code = stop(shop)
+        code = stop(shop, args.shutdown_timeout)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         code = 1

@@ -3,8 +3,9 @@
  * The sampler runs in its own thread, but whether a sampled thread is "dark" depends on
  * the context that thread is executing right now, including one entered with
  * contextvars.Context.run(). CPython keeps that in PyThreadState.context; no Python API
- * exposes another thread's value, so we read it here, with the GIL held, which is what
- * makes the walk over the interpreter's thread list safe.
+ * exposes another thread's value, so we read it here, with the GIL held and the garbage
+ * collector paused, which is what makes the walk over the interpreter's thread list
+ * safe: no Python code runs during it, so no thread can end and free its state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -73,6 +74,9 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
      * thread whose span is the one cached for it is answered here; the others are
      * collected as (tid, span) for is_active, called in the second pass. */
     PyObject *unknown = NULL;
+    /* The collector is paused for this pass: a collection started by an allocation here
+     * could run finalizers that let the GIL go (see current_frames in _tracking.c). */
+    int gc_was_enabled = PyGC_Disable(), gc_paused = 1;
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
@@ -136,6 +140,9 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (status < 0)
             goto error;
     }
+    gc_paused = 0;
+    if (gc_was_enabled)
+        PyGC_Enable();
     /* Second pass: spans not seen before, through is_active (Python code may run). */
     for (Py_ssize_t i = 0; unknown != NULL && i < PyList_GET_SIZE(unknown); i++) {
         PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(unknown, i), 0);
@@ -157,6 +164,8 @@ spanned_threads(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(unknown);
     return result;
 error:
+    if (gc_paused && gc_was_enabled)
+        PyGC_Enable();
     Py_XDECREF(unknown);
     Py_DECREF(result);
     return NULL;

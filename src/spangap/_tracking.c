@@ -14,6 +14,10 @@
  * Everything here runs with the GIL held, on the sampler thread (or in stop() under the
  * sampler's lock). Frames and code objects are held by strong references, so their
  * addresses cannot be reused while they are compared.
+ *
+ * Another thread's frames are read only through frame_back() and current_frames(),
+ * which keep the garbage collector paused while CPython makes a frame object: see
+ * "Reading other threads' frames" in docs/how-it-works.md.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -104,6 +108,25 @@ typedef struct {
 
 static PyObject *str_in_scope, *str_countable, *str_resumable, *str_idle;
 static PyObject *str_no_span, *str_context_lost;
+
+/* -- reading other threads' frames ----------------------------------------------------- */
+
+/* A frame object made for another thread's interpreter frame must be made with no
+ * Python code run in the middle. On CPython 3.11 the allocation can start a collection
+ * at once; its finalizers and gc.callbacks may let the GIL go, the thread returns from
+ * the frame, and the new object is tied to memory the thread then reuses (a crash
+ * later). The collector is paused for the one call; a paused collector runs no code, so
+ * nothing else runs before it is resumed, and a collector the application disabled
+ * stays disabled. */
+static PyFrameObject *
+frame_back(PyFrameObject *frame)
+{
+    int was_enabled = PyGC_Disable();
+    PyFrameObject *back = PyFrame_GetBack(frame);
+    if (was_enabled)
+        PyGC_Enable();
+    return back;
+}
 
 /* -- the code cache -------------------------------------------------------------------- */
 
@@ -679,7 +702,7 @@ known_position(Track *t, PyFrameObject *frame)
             continue;
         if (p == 0 || !(t->stack[p].flags & F_RESUMABLE))
             return p;
-        PyFrameObject *back = PyFrame_GetBack(frame);
+        PyFrameObject *back = frame_back(frame);
         int same_caller = (PyObject *)back == t->stack[p - 1].frame;
         Py_XDECREF(back);
         return same_caller ? p : -1;
@@ -733,7 +756,7 @@ collect_chain(PyFrameObject *frame, Track *t, Py_ssize_t *keep, PyObject **small
             cap *= 2;
         }
         frames[n++] = (PyObject *)frame;
-        frame = PyFrame_GetBack(frame);
+        frame = frame_back(frame);
     }
     *chain = frames;
     return n;
@@ -1186,7 +1209,7 @@ caller_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         return PyTuple_New(0);
     PyObject *small[SMALL_CHAIN];
     PyObject **frames;
-    Py_ssize_t n = collect_chain(PyFrame_GetBack(current), NULL, NULL, small, &frames);
+    Py_ssize_t n = collect_chain(frame_back(current), NULL, NULL, small, &frames);
     if (n < 0)
         return NULL;
     PyObject *result = PyTuple_New(n);
@@ -1201,8 +1224,75 @@ caller_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return result;
 }
 
+PyDoc_STRVAR(current_frames_doc,
+"current_frames() -> dict[int, FrameType]\n\n"
+"sys._current_frames(), with the garbage collector paused while it runs: on CPython\n"
+"3.11 a collection started there runs under the runtime's thread-list lock (a deadlock\n"
+"when a finalizer waits for a thread that needs that lock, CPython gh-106883), and\n"
+"finalizers may let the GIL go while a frame object is half made.");
+
+static PyObject *
+current_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    int was_enabled = PyGC_Disable();
+    PyObject *frames = _PyThread_CurrentFrames();
+    if (was_enabled)
+        PyGC_Enable();
+    return frames;
+}
+
+PyDoc_STRVAR(back_doc,
+"back(frame) -> FrameType | None\n\n"
+"frame.f_back, made with the garbage collector paused (safe for another thread's frame).");
+
+static PyObject *
+back(PyObject *Py_UNUSED(module), PyObject *frame)
+{
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "back() needs a frame");
+        return NULL;
+    }
+    PyFrameObject *result = frame_back((PyFrameObject *)frame);
+    if (result == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return (PyObject *)result;
+}
+
+PyDoc_STRVAR(suspended_frame_doc,
+"suspended_frame(obj) -> FrameType | None\n\n"
+"The frame of a coroutine, generator or async generator of CPython's own types (its\n"
+"cr_frame, gi_frame or ag_frame), made with the garbage collector paused; None for a\n"
+"finished one. Raises TypeError for any other object.");
+
+static PyObject *
+suspended_frame(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    const char *name;
+    if (PyCoro_CheckExact(obj))
+        name = "cr_frame";
+    else if (PyGen_CheckExact(obj))
+        name = "gi_frame";
+    else if (PyAsyncGen_CheckExact(obj))
+        name = "ag_frame";
+    else {
+        PyErr_SetString(PyExc_TypeError, "suspended_frame() needs a coroutine or generator");
+        return NULL;
+    }
+    int was_enabled = PyGC_Disable();
+    PyObject *frame = PyObject_GetAttrString(obj, name); /* a C getter: runs no Python */
+    if (was_enabled)
+        PyGC_Enable();
+    return frame;
+}
+
 static PyMethodDef module_functions[] = {
     {"caller_frames", caller_frames, METH_NOARGS, caller_frames_doc},
+    {"current_frames", current_frames, METH_NOARGS, current_frames_doc},
+    {"back", back, METH_O, back_doc},
+    {"suspended_frame", suspended_frame, METH_O, suspended_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

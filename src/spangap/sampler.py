@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 from .activations import Activations
 from .aggregate import Aggregate
 from .budget import OverheadBudget
+from .frames import current_frames
 from .spanstate import SpanStateReader
 from .tasks import TaskSampler
 from .tracker import CallTracker
@@ -81,6 +81,8 @@ class Sampler:
         self._errors_in_a_row = 0
         self._logged_error = False
         self._rng = random.Random()
+        # every thread's innermost frame, read safely (frames.py); replaceable by a benchmark
+        self._current_frames = current_frames
         self.effective_interval_s = budget.setting.interval_s
         self.ident: int | None = None
 
@@ -194,7 +196,7 @@ class Sampler:
         """One sample of every thread (or of one in ``stride``) and of the tasks."""
         try:
             now = time.perf_counter()
-            frames = sys._current_frames()
+            frames = self._current_frames()
             # After the stacks are read: a thread that ran in between held the GIL.
             frozen = self._watcher.frozen_since(now) if self._watcher is not None else None
             if exclude is not None:

@@ -224,18 +224,11 @@ def _write_atomically(target: str, text: str) -> None:
 
 
 def _file_mode(target: str) -> int:
-    """Keep an existing file's mode; a new file gets what open() would have given it.
-
-    mkstemp creates files readable by the owner only, which would surprise a user who
-    shares snapshots.
-    """
+    """Owner read/write (0600) for a new snapshot: it names the application's code,
+    threads and trace ids. An existing file keeps the mode its owner gave it."""
     with contextlib.suppress(OSError):
         return os.stat(target).st_mode & 0o777
-    # Reading the umask means setting it; 0o077 is the safe value for the brief moment
-    # another thread might create a file.
-    umask = os.umask(0o077)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o600
 
 
 def _sync_directory(directory: str) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .frames import back, suspended_frame
 from .spanstate import span_is_active
 
 #: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on. (An
@@ -184,20 +185,21 @@ class TaskSampler:
         self, task: asyncio.Task[Any], frames: dict[int, FrameType]
     ) -> list[FrameType]:
         """The running task's frames, from its loop thread's stack; cut that stack."""
-        root = getattr(task.get_coro(), "cr_frame", None)
+        root = suspended_frame(task.get_coro())
         thread_id = getattr(task.get_loop(), "_thread_id", None)
         leaf = frames.get(thread_id) if thread_id is not None else None
         stack: list[FrameType] = []
         frame = leaf
         while frame is not None and frame is not root:
             stack.append(frame)
-            frame = frame.f_back
+            frame = back(frame)
         if frame is None or root is None or thread_id is None:
             return _coroutine_chain(task.get_coro())  # not on that stack after all
         stack.append(root)
         stack.reverse()
-        if root.f_back is not None:
-            frames[thread_id] = root.f_back
+        caller = back(root)
+        if caller is not None:
+            frames[thread_id] = caller
         return stack
 
     def _spanned(self, task: asyncio.Task[Any]) -> bool:
@@ -223,11 +225,7 @@ def _coroutine_chain(coro: Any) -> list[FrameType]:
     stack: list[FrameType] = []
     seen = 0
     while coro is not None and seen < 256:
-        frame = (
-            getattr(coro, "cr_frame", None)
-            or getattr(coro, "gi_frame", None)
-            or getattr(coro, "ag_frame", None)
-        )
+        frame = suspended_frame(coro)
         if frame is None:
             break
         stack.append(frame)

@@ -45,6 +45,7 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, NamedTuple
 
 from .callee import CalleeNames
+from .frames import back
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
 from .scope import CodeInfo, Scope
 from .tasks import TaskSample
@@ -500,11 +501,11 @@ class CallTracker:
             if (
                 pos is not None
                 and stack[pos] is frame
-                and (pos == 0 or frame.f_back is stack[pos - 1])
+                and (pos == 0 or back(frame) is stack[pos - 1])
             ):
                 return pos + 1, new
             new.append(frame)
-            frame = frame.f_back
+            frame = back(frame)
         return 0, new
 
     def _push(
