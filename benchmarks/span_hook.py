@@ -58,7 +58,7 @@ def measure(rounds: int, spans: int) -> dict[str, Any]:
                 if mode == "every":  # each note was taken: the next span is noted again
                     spans_timed(tracer, 1, nothing.clear)
                 me = {threading.get_ident(): None}
-                noted = hook.since_last(me, me).get(threading.get_ident(), ())
+                noted = hook.since_last(me, me, hook.count()).get(threading.get_ident(), ())
                 hook_saw.append(len(noted) > 0)  # the frames running at the activation
                 hook.close()
     return {"per_span_us": per_span, "hook_saw_spans": all(hook_saw)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -19,39 +20,57 @@ def test_notes_the_first_span_activation_per_thread_once() -> None:
     hook = Activations()
     try:
         me = {threading.get_ident(): None}
-        assert hook.since_last(me, me) == {}
+        assert hook.since_last(me, me, hook.count()) == {}
         token = context.attach(context.Context())  # a Context with no span: not noted
         context.detach(token)
-        assert hook.since_last(me, me) == {}
+        assert hook.since_last(me, me, hook.count()) == {}
         with trace.use_span(NonRecordingSpan(VALID)):  # sampled out, but active
             pass
         with trace.use_span(NonRecordingSpan(VALID)):
             pass
-        first = hook.since_last(me, me)
+        first = hook.since_last(me, me, hook.count())
         assert list(first) == list(me)
         running = first[threading.get_ident()]  # the calls running at the first one
         assert sys._getframe() in running
-        assert hook.since_last(me, me) == {}  # taken as seen
+        assert hook.since_last(me, me, hook.count()) == {}  # taken as seen
     finally:
         hook.close()
 
 
-def test_other_threads_are_kept_until_examined_and_dropped_when_they_end() -> None:
+def test_other_threads_are_kept_until_examined_and_given_when_they_end() -> None:
+    """A live thread's notes wait for the tick that examines it; an ended thread's are
+    given at the next tick whatever it examines (its calls end there)."""
     hook = Activations()
     try:
-        done: list[int] = []
+        ids: list[int] = []
+        release = threading.Event()
 
         def worker() -> None:
             with trace.use_span(NonRecordingSpan(VALID)):
-                done.append(threading.get_ident())
+                ids.append(threading.get_ident())
+            release.wait()
 
         thread = threading.Thread(target=worker)
         thread.start()
-        thread.join()
+        while not ids:
+            time.sleep(0.001)
         me = {threading.get_ident(): None}
-        assert hook.since_last(me, me) == {}  # the worker was not examined
-        worker_id = {done[0]: None}
-        assert list(hook.since_last(worker_id, worker_id)) == [done[0]]
+        both = {**me, ids[0]: None}
+        assert hook.since_last(me, both, hook.count()) == {}  # alive, not examined: kept
+        assert list(hook.since_last({ids[0]: None}, both, hook.count())) == [ids[0]]
+        with trace.use_span(NonRecordingSpan(VALID)):  # noted again ...
+            pass
+        thread2 = threading.Thread(target=worker)
+        ids.clear()
+        thread2.start()
+        while not ids:
+            time.sleep(0.001)
+        release.set()
+        thread.join()
+        thread2.join()
+        ended = hook.since_last(me, me, hook.count())  # and the ended worker's with mine
+        assert set(ended) == {threading.get_ident(), ids[0]}
+        assert any(f.f_code is worker.__code__ for f in ended[ids[0]])
     finally:
         hook.close()
 
@@ -84,6 +103,6 @@ def test_a_wrapper_that_close_must_leave_in_place_notes_nothing() -> None:
         with trace.use_span(NonRecordingSpan(VALID)):
             pass
         me = {threading.get_ident(): None}
-        assert hook.since_last(me, me) == {}
+        assert hook.since_last(me, me, hook.count()) == {}
     finally:
         del vars(runtime)["attach"]

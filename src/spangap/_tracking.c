@@ -978,25 +978,38 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
     }
     self->in_scope_s += in_scope_s;
     self->spanned_s += spanned_s;
-    if (status == 0 && PyDict_GET_SIZE(self->tracks) > PyDict_GET_SIZE(alive)) {
-        PyObject *gone = PyList_New(0);
-        if (gone == NULL)
+    /* Threads that ended: every tick, not only when there are more tracks than live
+     * threads (with a stride, live threads may have no track yet), so that the span
+     * activations noted for an ended thread are applied at the tick that takes them. */
+    PyObject *gone = NULL, *capsule;
+    pos = 0;
+    while (status == 0 && PyDict_Next(self->tracks, &pos, &tid, &capsule)) {
+        int found = PyDict_Contains(alive, tid);
+        if (found == 0 && gone == NULL)
+            gone = PyList_New(0);
+        if (found < 0 || (found == 0 && (gone == NULL || PyList_Append(gone, tid) < 0))) {
+            Py_XDECREF(gone);
             return NULL;
-        pos = 0;
-        PyObject *capsule;
-        while (PyDict_Next(self->tracks, &pos, &tid, &capsule)) {
-            int found = PyDict_Contains(alive, tid);
-            if (found < 0 || (!found && PyList_Append(gone, tid) < 0)) {
-                Py_DECREF(gone);
-                return NULL;
-            }
         }
+    }
+    if (gone != NULL) {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(gone); i++) {
             tid = PyList_GET_ITEM(gone, i);
             capsule = PyDict_GetItemWithError(self->tracks, tid);
             if (capsule == NULL)
                 continue;
             Track *t = PyCapsule_GetPointer(capsule, "spangap.track");
+            if (t != NULL && activated != NULL && t->live) {
+                /* the thread ended: first the calls a span was made current in */
+                PyObject *running = PyDict_GetItemWithError(activated, tid); /* borrowed */
+                t->running = NULL;
+                if (running != NULL && PyTuple_Check(running)
+                    && (set_running(self, t, running) < 0 || untrack_activated(self, t) < 0))
+                    status = -1;
+                t->running = NULL;
+                if (PyErr_Occurred())
+                    status = -1;
+            }
             if (t != NULL && end_calls(self, t, 0, now) < 0)
                 status = -1; /* the thread ended */
             if (PyDict_DelItem(self->tracks, tid) < 0)
@@ -1196,32 +1209,137 @@ static PyTypeObject TrackerType = {
 
 /* -- module functions ------------------------------------------------------------------ */
 
-PyDoc_STRVAR(caller_frames_doc,
-"caller_frames() -> tuple[FrameType, ...]\n\n"
-"The frames of the calling thread, leaf first, from the caller of the Python function\n"
-"that calls this one up to the thread's root: the calls running at this moment.");
+/* The calling thread's frames, leaf first, from the caller of the Python function that
+ * called us towards the root: all of them, filling `known` (frame -> index), when
+ * `known` is empty; else up to the first frame in `known`, whose index goes to *join
+ * (-1 when none is). A new tuple, or NULL with an exception set. */
+static PyObject *
+frames_until(PyObject *known, Py_ssize_t *join)
+{
+    int fill = PyDict_GET_SIZE(known) == 0;
+    PyFrameObject *current = PyEval_GetFrame(); /* borrowed: the calling Python function */
+    PyFrameObject *frame = current != NULL ? frame_back(current) : NULL;
+    PyObject *frames = PyList_New(0);
+    *join = -1;
+    if (frames == NULL) {
+        Py_XDECREF(frame);
+        return NULL;
+    }
+    while (frame != NULL) {
+        if (!fill) {
+            PyObject *at = PyDict_GetItemWithError(known, (PyObject *)frame); /* borrowed */
+            if (at != NULL)
+                *join = PyLong_AsSsize_t(at);
+            if (at != NULL || PyErr_Occurred())
+                break;
+        }
+        if (PyList_Append(frames, (PyObject *)frame) < 0)
+            break;
+        PyFrameObject *next = frame_back(frame);
+        Py_DECREF(frame);
+        frame = next;
+    }
+    Py_XDECREF(frame);
+    for (Py_ssize_t i = 0; fill && !PyErr_Occurred() && i < PyList_GET_SIZE(frames); i++) {
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index != NULL)
+            PyDict_SetItem(known, PyList_GET_ITEM(frames, i), index);
+        Py_XDECREF(index);
+    }
+    PyObject *tuple = PyErr_Occurred() ? NULL : PyList_AsTuple(frames);
+    Py_DECREF(frames);
+    return tuple;
+}
+
+/* Activations noted since the module was loaded: each mark carries its number, so the
+ * sampler can tell the marks made before it read the stacks from those made after. */
+static unsigned long long activations_noted;
+
+PyDoc_STRVAR(activation_count_doc,
+"activation_count() -> int\n\nThe number of the last activation noted (0 before any).");
 
 static PyObject *
-caller_frames(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+activation_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    PyFrameObject *current = PyEval_GetFrame(); /* borrowed: the calling Python function */
-    if (current == NULL)
-        return PyTuple_New(0);
-    PyObject *small[SMALL_CHAIN];
-    PyObject **frames;
-    Py_ssize_t n = collect_chain(frame_back(current), NULL, NULL, small, &frames);
-    if (n < 0)
+    return PyLong_FromUnsignedLongLong(activations_noted);
+}
+
+PyDoc_STRVAR(note_activation_doc,
+"note_activation(threads, tasks, tid, task) -> None\n\n"
+"activations.py's note of one span activation, made in one step that runs no Python\n"
+"code (the collector is paused), so the sampler taking the notes never sees half of\n"
+"one. threads[tid] becomes (first stack, frame -> index in it, number of the first mark,\n"
+"latest mark), and, with a task, tasks[task] becomes (first mark, latest mark); a mark\n"
+"is (new frames, first stack, join, number), see activations.Mark.");
+
+static PyObject *
+note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "note_activation(threads: dict, tasks: dict, tid, task)");
         return NULL;
-    PyObject *result = PyTuple_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (result != NULL)
-            PyTuple_SET_ITEM(result, i, frames[i]); /* steals the reference */
-        else
-            Py_DECREF(frames[i]);
     }
-    if (frames != small)
-        PyMem_Free(frames);
-    return result;
+    PyObject *threads = args[0], *tasks = args[1], *tid = args[2], *task = args[3];
+    int gc_was_enabled = PyGC_Disable();
+    PyObject *entry = NULL, *mark = NULL, *old_thread = NULL, *old_task = NULL;
+    PyObject *stack = NULL, *known = NULL, *frames = NULL;
+    PyObject *first_number = NULL;
+    Py_ssize_t join;
+    unsigned long long number = ++activations_noted;
+    PyObject *found = PyDict_GetItemWithError(threads, tid); /* borrowed */
+    if (found != NULL && PyTuple_Check(found) && PyTuple_GET_SIZE(found) == 4) {
+        stack = PyTuple_GET_ITEM(found, 0);
+        known = PyTuple_GET_ITEM(found, 1);
+        first_number = PyTuple_GET_ITEM(found, 2);
+        Py_INCREF(stack);
+        Py_INCREF(known);
+        Py_INCREF(first_number);
+        frames = frames_until(known, &join);
+    }
+    else if (!PyErr_Occurred()) {
+        known = PyDict_New();
+        stack = known != NULL ? frames_until(known, &join) : NULL;
+        frames = stack != NULL ? PyTuple_New(0) : NULL;
+        first_number = frames != NULL ? PyLong_FromUnsignedLongLong(number) : NULL;
+        join = 0;
+    }
+    if (frames != NULL && first_number != NULL)
+        mark = Py_BuildValue("(OOnK)", frames, stack, join, number);
+    if (mark != NULL)
+        entry = PyTuple_Pack(4, stack, known, first_number, mark);
+    /* The old values are kept until the end: freeing them may run Python code. */
+    if (entry != NULL) {
+        old_thread = PyDict_GetItemWithError(threads, tid);
+        Py_XINCREF(old_thread);
+        if (PyDict_SetItem(threads, tid, entry) < 0)
+            Py_CLEAR(entry);
+    }
+    if (entry != NULL && task != Py_None) {
+        PyObject *had = PyDict_GetItemWithError(tasks, task); /* borrowed */
+        PyObject *first = had != NULL && PyTuple_Check(had) && PyTuple_GET_SIZE(had) == 2
+                              ? PyTuple_GET_ITEM(had, 0)
+                              : mark;
+        PyObject *pair = PyErr_Occurred() ? NULL : PyTuple_Pack(2, first, mark);
+        old_task = had;
+        Py_XINCREF(old_task);
+        if (pair == NULL || PyDict_SetItem(tasks, task, pair) < 0)
+            Py_CLEAR(entry);
+        Py_XDECREF(pair);
+    }
+    if (gc_was_enabled)
+        PyGC_Enable();
+    int failed = entry == NULL;
+    Py_XDECREF(entry);
+    Py_XDECREF(mark);
+    Py_XDECREF(frames);
+    Py_XDECREF(stack);
+    Py_XDECREF(known);
+    Py_XDECREF(first_number);
+    Py_XDECREF(old_thread);
+    Py_XDECREF(old_task);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(current_frames_doc,
@@ -1289,7 +1407,9 @@ suspended_frame(PyObject *Py_UNUSED(module), PyObject *obj)
 }
 
 static PyMethodDef module_functions[] = {
-    {"caller_frames", caller_frames, METH_NOARGS, caller_frames_doc},
+    {"note_activation", (PyCFunction)(void (*)(void))note_activation, METH_FASTCALL,
+     note_activation_doc},
+    {"activation_count", activation_count, METH_NOARGS, activation_count_doc},
     {"current_frames", current_frames, METH_NOARGS, current_frames_doc},
     {"back", back, METH_O, back_doc},
     {"suspended_frame", suspended_frame, METH_O, suspended_frame_doc},

@@ -1,30 +1,33 @@
 """Span activations between samples: a span that came and went unseen still counts.
 
-Samples see a thread's span state only at the moments they are taken. A call that is
-dark for a while and then opens a span for a short part of its body is not an
-uninstrumented operation (it was not dark at every moment), but when no sample lands
-inside that span it looks dark at every sample, and the wider the interval (the
-overhead budget widens it), the more often that happens.
+Samples see span state only at the moments they are taken. A call that opens a span for
+a short part of its body was not dark throughout (SPEC) and must never be counted, even
+when no sample lands inside that span. So the detector wraps OpenTelemetry's
+``context.attach`` (how ``start_as_current_span`` and ``use_span`` make a span current)
+and notes, for the thread and for the asyncio task it runs in, the calls running at the
+*first* and at the *latest* activation since the sampler last examined that thread or
+task. Two suffice, however many activations there were:
 
-So the detector also notes, per thread, the first ``context.attach`` of a Context that
-holds an active span since the sampler last examined the thread: that is how
-``start_as_current_span`` and ``use_span`` make a span current. It keeps the frames
-running at that moment (the thread's stack, which the attach wrapper reads on its own
-thread). A span was active then, so none of those calls was dark throughout, and the
-tracker does not count them: neither the calls it was following nor calls that began
-after the previous sample, whether they have returned since or are still running. A
-span carried in by ``Context.run`` is not an attach; samples see it.
+- a call the sampler followed at its previous look, that a span was made current in
+  before this look, was running at the first activation since then;
+- a call still running at this look, that a span was made current in since it began,
+  was running at the latest one.
 
-Only the first activation between two samples is kept: a call that begins after it and
-opens a span of its own before the next sample, with no sample inside either span, is
-still counted. The wrapper runs on the application's thread inside ``attach``: it reads
-the Context it was given and, the first time per thread between two samples, the stack;
-it can neither raise into the caller nor change what is attached. The frames are held
-until the next sample of the thread, as the tracker holds the frames it follows.
+The first activation of a thread reads its whole stack (the wrapper's caller up to the
+root); every later one reads only the frames down from the first stack's (a handful),
+and keeps them with a reference to that stack. A generator's frame loses its caller
+link when it yields, so the stack is read while it runs, not later. A note is made in
+one step that runs no Python code (``note_activation`` in ``_tracking.c``), and the
+sampler takes a thread's or task's notes in one step too, so that an activation is
+never half in one interval and half in the next. The wrapper runs on
+the application's thread inside ``attach``; it can neither raise into the caller nor
+change what is attached. The frames are held until the next look at the thread or task.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -33,43 +36,100 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from .spanstate import forget_ended, span_is_active
+from .frames import back
+from .spanstate import span_is_active
+
+_running_loop: Callable[[], Any] = asyncio.events._get_running_loop
+_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
+
+#: The frames new at an activation (leaf first), the first stack of the same thread
+#: (leaf first), where the new ones join it (-1: they reach the root by themselves), and
+#: the activation's number (they count up from 1).
+Mark = tuple[tuple[FrameType, ...], tuple[FrameType, ...], int, int]
+#: A thread's notes: its first stack, frame -> index in it, the number of the first
+#: activation, and the latest mark.
+ThreadNotes = tuple[tuple[FrameType, ...], dict[FrameType, int], int, Mark]
 
 
-def _caller_frames() -> Callable[[], tuple[FrameType, ...]]:
-    """The C ``caller_frames`` when built, else the same walk in Python: the frames
-    from the caller of the function that calls it up to the thread's root."""
-    try:
-        from ._tracking import caller_frames
-    except ImportError:
-        return _caller_frames_in_python
-    return caller_frames
-
-
-def _caller_frames_in_python() -> tuple[FrameType, ...]:
-    frames = []
-    frame: FrameType | None = sys._getframe(2)
+def _frames_until(known: dict[FrameType, int]) -> tuple[tuple[FrameType, ...], int]:
+    """The caller's caller's frames towards the root: all of them, filling ``known``,
+    when it is empty; else up to the first frame in ``known`` (and its index)."""
+    fill = not known
+    frames: list[FrameType] = []
+    frame: FrameType | None = sys._getframe(3)
     while frame is not None:
+        if not fill and frame in known:
+            return tuple(frames), known[frame]
         frames.append(frame)
-        frame = frame.f_back
+        frame = back(frame)
+    if fill:
+        known.update((f, i) for i, f in enumerate(frames))
+    return tuple(frames), -1
+
+
+_noted = itertools.count(1)
+_last_noted = [0]
+
+
+def _note_in_python(
+    threads: dict[int, ThreadNotes], tasks: dict[Any, tuple[Mark, Mark]], tid: int, task: Any
+) -> None:
+    """``_tracking.note_activation`` for a build without the C extension. Not one step:
+    a sampler taking the notes between its reads and writes can miss this activation."""
+    number = _last_noted[0] = next(_noted)
+    notes = threads.get(tid)
+    if notes is None:
+        known: dict[FrameType, int] = {}
+        stack, _ = _frames_until(known)
+        first = number
+        mark: Mark = ((), stack, 0, number)
+    else:
+        stack, known, first, _ = notes
+        new, join = _frames_until(known)
+        mark = (new, stack, join, number)
+    threads[tid] = (stack, known, first, mark)
+    if task is not None:
+        had = tasks.get(task)
+        tasks[task] = (had[0] if had is not None else mark, mark)
+
+
+def _native() -> tuple[Callable[..., None], Callable[[], int]]:
+    """The note and the count, in C when built."""
+    try:
+        from ._tracking import activation_count, note_activation
+    except ImportError:
+        return _note_in_python, lambda: _last_noted[0]
+    return note_activation, activation_count
+
+
+def running_at(*marks: Mark | None) -> tuple[FrameType, ...]:
+    """The frames running at the activations ``marks`` note (with repeats)."""
+    frames: list[FrameType] = []
+    for mark in marks:
+        if mark is not None:
+            new, first, join, _ = mark
+            frames.extend(new)
+            if join >= 0:
+                frames.extend(first[join:])
     return tuple(frames)
 
 
 class Activations:
-    """Notes, per thread, the frames running at the first span activation since the
-    sampler last examined that thread."""
+    """Notes, per thread and per asyncio task, the calls running at the first and at
+    the latest span activation since the sampler last examined that thread or task."""
 
     def __init__(self) -> None:
         runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
         if runtime is None:
             raise RuntimeError("OpenTelemetry's runtime context is not available")
         self._runtime = runtime
-        # thread id -> the frames running at its first activation since last taken
-        self._first: dict[int, tuple[FrameType, ...]] = {}
-        first = self._first
+        self._threads: dict[int, ThreadNotes] = {}
+        self._tasks: dict[Any, tuple[Mark, Mark]] = {}  # task -> its first, latest mark
+        threads, tasks = self._threads, self._tasks
         self._noting = noting = [True]  # close() stops a wrapper that must stay in place
+        note, count = _native()
+        self.count: Callable[[], int] = count  # the last activation's number
         get_ident = threading.get_ident
-        running = _caller_frames()
         original = runtime.attach
         self._previous = runtime.__dict__.get("attach")  # another wrapper, if any
 
@@ -77,9 +137,9 @@ class Activations:
             token = original(ctx)
             try:
                 if noting[0] and span_is_active(ctx):
-                    tid = get_ident()
-                    if tid not in first:
-                        first[tid] = running()
+                    loop = _running_loop()
+                    task = _current_tasks.get(loop) if loop is not None else None
+                    note(threads, tasks, get_ident(), task)
             except Exception:  # never fail the application's attach
                 pass
             return token
@@ -88,32 +148,65 @@ class Activations:
         runtime.attach = attach
 
     def since_last(
-        self, examined: Mapping[int, object], alive: Mapping[int, object]
+        self, examined: Mapping[int, object], alive: Mapping[int, object], before: int
     ) -> dict[int, tuple[FrameType, ...]]:
-        """For the threads in ``examined`` (this tick's) that activated a span since
-        they were last examined: the frames running at the first such activation. ``alive`` holds
-        every live thread, so that entries of ended threads are dropped."""
-        first = self._first
-        if not first:
+        """For the threads in ``examined`` (this tick's), and those no longer ``alive``,
+        that made a span current since they were last examined: the frames running at the
+        first and at the latest such moment. ``before`` is :meth:`count` read before the
+        tick read the stacks: notes made after it are given now and again next time, for
+        the calls that began after the stacks were read. An ended thread's calls end at
+        this tick: they must not be counted if a span was made current in them."""
+        threads = self._threads
+        if not threads:
             return {}
         # list() copies the keys in one step under the GIL: the application's threads
         # add entries concurrently, and iterating the dict itself could see it change.
-        threads = list(first)
-        taken = {tid: first.pop(tid, ()) for tid in threads if tid in examined}
-        if len(threads) > len(alive) + 16:
-            forget_ended(first, alive)
+        taken: dict[int, tuple[FrameType, ...]] = {}
+        for tid in list(threads):
+            ended = tid not in alive
+            if not ended and tid not in examined:
+                continue
+            notes = threads.pop(tid, None)  # one step: an activation is wholly in or out
+            if notes is None:
+                continue
+            stack, _, first, latest = notes
+            if not ended and latest[3] > before:
+                threads.setdefault(tid, notes)  # again next time
+            if ended or first <= before:
+                taken[tid] = running_at(((), stack, 0, first), latest)
         return taken
+
+    def of_task(self, task: Any, before: int, ended: bool = False) -> tuple[FrameType, ...]:
+        """The frames running at the first and the latest span activation in ``task``
+        since this was last asked (with repeats); ``before`` as in :meth:`since_last`.
+        Asked before the task's stack is read."""
+        marks = self._tasks.pop(task, None) if self._tasks else None
+        if marks is None:
+            return ()
+        if not ended and marks[1][3] > before:
+            self._tasks.setdefault(task, marks)  # again next time
+        return running_at(*marks)
+
+    def forget_tasks(self, keep: Callable[[Any], bool]) -> None:
+        """Drop the notes of tasks for which ``keep`` is false (done ones)."""
+        for task in [t for t in list(self._tasks) if not keep(t)]:
+            self._tasks.pop(task, None)
+
+    @property
+    def marked_tasks(self) -> int:
+        return len(self._tasks)
 
     def reset(self) -> None:
         """Forget everything (a forked child has new threads)."""
-        self._first.clear()
+        self._threads.clear()
+        self._tasks.clear()
 
     def close(self) -> None:
         """Remove the wrapper, unless someone wrapped ``attach`` after us (then leave the
         wrapper in place, noting nothing, rather than break theirs), and drop the notes
         (they hold frames)."""
         self._noting[0] = False
-        self._first.clear()
+        self.reset()
         attrs = self._runtime.__dict__
         if attrs.get("attach") is self._attach:
             if self._previous is not None:

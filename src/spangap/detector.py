@@ -136,7 +136,9 @@ class GapDetector:
             native=use_native_tracking(options.tracker),
         )
         var = runtime_context_var()
-        tasks = TaskSampler(var) if var is not None and tasks_supported() else None
+        tasks = None
+        if var is not None and tasks_supported():
+            tasks = TaskSampler(var, activations=self._activations)
         self._budget = OverheadBudget(options.max_overhead, options.interval_s, options.threshold_s)
         self._sampler = Sampler(
             self._tracker,

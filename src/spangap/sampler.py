@@ -196,6 +196,9 @@ class Sampler:
         """One sample of every thread (or of one in ``stride``) and of the tasks."""
         try:
             now = time.perf_counter()
+            activations = self._activations
+            # Span activations noted from here on may concern calls these stacks miss.
+            before = activations.count() if activations is not None else 0
             frames = self._current_frames()
             # After the stacks are read: a thread that ran in between held the GIL.
             frozen = self._watcher.frozen_since(now) if self._watcher is not None else None
@@ -203,14 +206,13 @@ class Sampler:
                 frames.pop(exclude, None)
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
             if self._tasks is not None:
-                tasks, done = self._tasks.sample(frames, now, stride)
+                tasks, done = self._tasks.sample(frames, now, stride, before)
                 if tasks or done:
                     self._tracker.observe_tasks(tasks, done, now)
                 del tasks, done
             visit = self._rotation(frames, stride)
             spanned = self._reader.spanned_threads(visit, frames)
-            activations = self._activations
-            activated = activations.since_last(visit, frames) if activations else None
+            activated = activations.since_last(visit, frames, before) if activations else None
             self._tracker.observe(
                 visit, spanned, now, alive=frames, activated=activated, frozen=frozen
             )

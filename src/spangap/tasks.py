@@ -26,13 +26,17 @@ import asyncio
 import asyncio.tasks as aio_tasks
 import contextvars
 import gc
+import types
 import weakref
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .frames import back, suspended_frame
 from .spanstate import span_is_active
+
+if TYPE_CHECKING:
+    from .activations import Activations
 
 #: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on. (An
 #: empty WeakSet is falsy, so no ``or`` here.)
@@ -53,6 +57,18 @@ class TaskSample:
     spanned: bool
     name: str
     last_checked: float  # when it was checked before this tick (unchanged until then)
+    #: frames of the task running when a span was made current in it since its last
+    #: check (activations.py): not dark throughout, with every caller in its stack
+    activated: tuple[FrameType, ...] = ()
+
+
+@dataclass(slots=True)
+class TaskEnd:
+    """A task seen done: when it was last checked (negative if it was cancelled), and
+    its frames that ran under a span made current since then."""
+
+    last_checked: float
+    activated: tuple[FrameType, ...] = ()
 
 
 def tasks_supported() -> bool:
@@ -69,8 +85,10 @@ class TaskSampler:
         max_moved: int = 128,
         max_moved_rotating: int = 32,
         dwell_s: float = COHORT_DWELL_S,
+        activations: Activations | None = None,
     ) -> None:
         self._var = otel_var
+        self._activations = activations
         self._max = max_tasks
         self._max_moved = max_moved
         # Once there are more tasks than one tick can check, the tick follows a cohort
@@ -92,14 +110,16 @@ class TaskSampler:
         self._held: dict[int, asyncio.Task[Any]] = {}
 
     def sample(
-        self, frames: dict[int, FrameType], now: float, stride: int = 1
-    ) -> tuple[list[TaskSample], dict[int, float]]:
-        """Tasks that moved since their last check, and tasks that ended (key -> when
-        last checked, negative if cancelled). A task that waits on the same future as
-        at its last check has not moved, and costs one identity check. ``frames``
-        (thread id -> leaf) is changed in place: a loop thread running a task ends
-        below that task, so no frame is counted twice. With ``stride`` > 1 (the
-        overhead budget), a tick checks that many times fewer tasks."""
+        self, frames: dict[int, FrameType], now: float, stride: int = 1, before: int = 0
+    ) -> tuple[list[TaskSample], dict[int, TaskEnd]]:
+        """Tasks that moved since their last check, and tasks that ended. A task whose
+        coroutine has not run a step yet is not examined: it is no call in progress. A
+        task that waits on the same future as at its last check has not moved, and
+        costs one identity check. ``frames`` (thread id -> leaf) is changed in place: a
+        loop thread running a task ends below that task, so no frame is counted twice.
+        With ``stride`` > 1 (the overhead budget), a tick checks that many times fewer
+        tasks. ``before`` is the span activations' count read before the thread stacks
+        were (activations.py)."""
         if not _REGISTRY.data and not _CURRENT and not self._held:
             return [], {}  # no asyncio task anywhere (the common case for threaded code)
         try:
@@ -116,9 +136,9 @@ class TaskSampler:
             self._cursor, self._cohort_since = self._next_cursor, now  # the next cohort's turn
         start = self._cursor % total if total else 0
         moved: list[TaskSample] = []
-        done: dict[int, float] = {}
+        done: dict[int, TaskEnd] = {}
         for task in current:  # always: their frames must be cut from the loop's stack
-            self._examine(task, True, frames, now, moved, done)
+            self._examine(task, True, frames, now, moved, done, before)
         examined = 0
         max_moved = self._max_moved if total <= window else self._max_moved_rotating
         max_moved = max(1, max_moved // stride)
@@ -133,8 +153,11 @@ class TaskSampler:
             examined += 1
             task = ref()
             if task is not None and id(task) not in running:
-                self._examine(task, False, frames, now, moved, done)
+                self._examine(task, False, frames, now, moved, done, before)
         self._next_cursor = start + examined
+        activations = self._activations
+        if activations is not None and activations.marked_tasks > 2 * total + 256:
+            activations.forget_tasks(lambda task: not task.done())  # ended unexamined
         if examined == total and len(self._last_waiter) > 2 * total + 64:
             # Held tasks stay registered until seen done; this only catches a task that
             # left asyncio's registry some other way, so its state cannot pile up.
@@ -152,9 +175,12 @@ class TaskSampler:
         frames: dict[int, FrameType],
         now: float,
         moved: list[TaskSample],
-        done: dict[int, float],
+        done: dict[int, TaskEnd],
+        before: int,
     ) -> None:
         """Check one task; append it to ``moved`` or ``done`` when that is what it did."""
+        if not running and not_started(task.get_coro()):
+            return  # SPEC: a call starts at its first step
         key = -id(task)
         waiter = task._fut_waiter  # type: ignore[attr-defined]
         last_waiter, last_check = self._last_waiter, self._last_check
@@ -164,16 +190,26 @@ class TaskSampler:
         checked = last_check.get(key, now)
         if task.done():
             if key in last_waiter:
-                done[key] = -1.0 if task.cancelled() else checked
+                ended = -1.0 if task.cancelled() else checked
+                done[key] = TaskEnd(ended, self._activated(task, before, True))
                 del last_waiter[key], last_check[key]
                 self._held.pop(key, None)
             return
         last_check[key] = now
         last_waiter[key] = waiter
         self._held[key] = task
+        activated = self._activated(task, before)  # before the stack: see of_task
         stack = self._running_stack(task, frames) if running else _coroutine_chain(task.get_coro())
         if stack:
-            moved.append(TaskSample(key, stack, self._spanned(task), task.get_name(), checked))
+            spanned, name = self._spanned(task), task.get_name()
+            moved.append(TaskSample(key, stack, spanned, name, checked, activated))
+
+    def _activated(
+        self, task: asyncio.Task[Any], before: int, ended: bool = False
+    ) -> tuple[FrameType, ...]:
+        if self._activations is None:
+            return ()
+        return self._activations.of_task(task, before, ended)
 
     def forget(self) -> None:
         """Drop all state (after an internal error the tracker starts over too)."""
@@ -218,6 +254,17 @@ class TaskSampler:
                     found = self._contexts[task] = ref
                     break
         return found
+
+
+def not_started(coro: Any) -> bool:
+    """Whether ``coro`` (a coroutine or generator) was made but has not run a step."""
+    if isinstance(coro, types.CoroutineType):
+        running, suspended = coro.cr_running, coro.cr_suspended
+    elif isinstance(coro, types.GeneratorType):
+        running, suspended = coro.gi_running, coro.gi_suspended
+    else:
+        return False  # another awaitable: its state is its own
+    return not running and not suspended and suspended_frame(coro) is not None
 
 
 def _coroutine_chain(coro: Any) -> list[FrameType]:

@@ -48,7 +48,7 @@ from .callee import CalleeNames
 from .frames import back
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
 from .scope import CodeInfo, Scope
-from .tasks import TaskSample
+from .tasks import TaskEnd, TaskSample
 
 if TYPE_CHECKING:
     from ._liveness import Watcher as LivenessWatcher
@@ -323,9 +323,17 @@ class CallTracker:
         self._in_scope_s += in_scope_s
         self._spanned_s += spanned_s
         alive_ids = frames if alive is None else alive
-        if len(tracks) > len(alive_ids):
-            for tid in [t for t in tracks if t not in alive_ids]:
-                self._end_calls(tracks.pop(tid), 0, now)  # the thread ended
+        # Every tick (with a stride, live threads may have no track yet): an ended
+        # thread's span activations are given at the tick that sees it gone.
+        ended = [t for t in tracks if t not in alive_ids]
+        if ended:
+            for tid in ended:
+                track = tracks.pop(tid)  # the thread ended
+                running = activated.get(tid) if activated else None
+                if running and track.live:
+                    track.activation = frozenset(map(id, running))
+                    self._untrack_activated(track)
+                self._end_calls(track, 0, now)
 
     def look_after_s(self, gap_before_s: float) -> float:
         """How long after the sample that first saw a call the call must still be running
@@ -342,15 +350,18 @@ class CallTracker:
         if self._native is not None:
             self._native.interval = interval_s
 
-    def observe_tasks(self, moved: list[TaskSample], done: Mapping[int, float], now: float) -> None:
+    def observe_tasks(
+        self, moved: list[TaskSample], done: Mapping[int, TaskEnd], now: float
+    ) -> None:
         """Take one sample of asyncio tasks.
 
         Only tasks that moved since they were last checked come in ``moved``; a task
         that did not move costs nothing here, and its unchanged stretch is accounted
         when it next moves or ends, and at :meth:`settle_tasks` when sampling stops.
-        ``done`` maps tasks that ended to the time they were last checked, or to a
-        negative number when they were cancelled (their calls were interrupted, not
-        completed).
+        ``done`` maps tasks that ended to when they were last checked (negative when
+        they were cancelled: their calls were interrupted, not completed). Both carry
+        the task's frames that ran under a span made current since its last check:
+        those calls, and their callers in the task's stack, were not dark throughout.
         """
         tracks = self._task_tracks
         interval = self._interval
@@ -362,19 +373,28 @@ class CallTracker:
                 self._settle(track, sample.last_checked)
             weight = min(now - track.prev_time, 2 * interval) if track.samples else interval
             track.spanned = sample.spanned
+            marked = frozenset(map(id, sample.activated)) if sample.activated else None
+            if marked is not None:
+                self._untrack_under(track, marked)  # calls followed since its last check
+                track.activation = marked  # new calls among them are not followed
             if sample.frames[-1] is not track.leaf:
                 self._restructure_list(sample.key, track, sample.frames, now)
             elif sample.spanned and track.live:
                 self._taint(track)
+            if marked is not None:
+                self._untrack_under(track, marked)  # new calls, callers of marked frames
+                track.activation = _NO_ACTIVATION
             coverage = self._account(track, track.leaf, track.spanned, now)
             if coverage:
                 self._in_scope_s += weight
                 if coverage > 1:
                     self._spanned_s += weight
-        for key, last_checked in done.items():
+        for key, end in done.items():
             track = tracks.pop(key, None)
-            if track is not None and last_checked >= 0:
-                self._settle(track, last_checked)
+            if track is not None and end.last_checked >= 0:
+                if end.activated:
+                    self._untrack_under(track, frozenset(map(id, end.activated)))
+                self._settle(track, end.last_checked)
                 self._end_calls(track, 0, now)
 
     def settle_tasks(self, until: float) -> None:
@@ -568,6 +588,17 @@ class CallTracker:
         running = track.activation
         for i, call in enumerate(track.calls):
             if call is not None and id(track.stack[i]) in running:
+                self._untrack(track, i, call)
+
+    def _untrack_under(self, track: _ThreadTrack, marked: frozenset[int]) -> None:
+        """A task's calls that ran under a span made current: the marked frames in its
+        stack and every frame above the deepest of them (a coroutine's callers in a
+        task are fixed while it runs, and a suspended one has no ``f_back``)."""
+        stack = track.stack
+        deepest = next((i for i in range(len(stack) - 1, -1, -1) if id(stack[i]) in marked), -1)
+        for i in range(deepest + 1):
+            call = track.calls[i]
+            if call is not None:
                 self._untrack(track, i, call)
 
     def _untrack(self, track: _ThreadTrack, pos: int, call: _Call) -> None:
