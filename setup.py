@@ -41,8 +41,8 @@ setup(
         ),
         Extension(
             "spangap._tracking",
-            ["src/spangap/_tracking.c"],
-            depends=[LIVENESS_API],
+            ["src/spangap/_tracking.c", "src/spangap/_stackwalk.c"],
+            depends=[LIVENESS_API, "src/spangap/_stackwalk.h"],
             optional=True,
         ),
     ],

@@ -1,12 +1,13 @@
 """What the span-activation hook costs the application: time per span, with and without.
 
-spangap wraps OpenTelemetry's ``context.attach`` to note, per thread, the frames running
-at the first span activation since the thread's last sample (``spangap/activations.py``).
+spangap wraps OpenTelemetry's ``context.attach`` to note, per thread and per asyncio
+task, the calls running at the first and the latest span activation since the sampler
+last looked (``spangap/activations.py``).
 This runs ``with tracer.start_as_current_span(...)`` with the real SDK (no processor, so
 the span itself is as cheap as it gets and the hook's share is at its largest),
 alternating rounds without the hook, with it, and with it when every span is the first
-since a sample (the note is taken after each span, as if the sampler had examined the
-thread in between: the stack is read every time), and prints the medians.
+since a sample (the notes are dropped after each span, as if the sampler had examined
+the thread in between: the whole stack is read every time), and prints the medians.
 
     python benchmarks/span_hook.py               # 10 rounds of 20,000 spans
     python benchmarks/span_hook.py --rounds 4 --spans 5000
@@ -52,7 +53,7 @@ def measure(rounds: int, spans: int) -> dict[str, Any]:
         for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
             hook = Activations() if mode != "off" else None
             # The same call after each span in every mode: a no-op, or taking the note.
-            between = hook._first.clear if hook is not None and mode == "every" else nothing.clear
+            between = hook.reset if hook is not None and mode == "every" else nothing.clear
             per_span[mode].append(spans_timed(tracer, spans, between))
             if hook is not None:
                 if mode == "every":  # each note was taken: the next span is noted again

@@ -19,7 +19,7 @@ def test_notes_the_first_span_activation_per_thread_once() -> None:
     """Once per thread between two looks, with the frames running at that moment."""
     hook = Activations()
     try:
-        me = {threading.get_ident(): None}
+        me = {threading.get_ident(): sys._getframe()}  # the tick's stack: this frame up
         assert hook.since_last(me, me, hook.count()) == {}
         token = context.attach(context.Context())  # a Context with no span: not noted
         context.detach(token)
@@ -46,6 +46,7 @@ def test_other_threads_are_kept_until_examined_and_given_when_they_end() -> None
         release = threading.Event()
 
         def worker() -> None:
+            sys._getframe()  # a frame the sampler follows has a frame object
             with trace.use_span(NonRecordingSpan(VALID)):
                 ids.append(threading.get_ident())
             release.wait()
@@ -54,7 +55,7 @@ def test_other_threads_are_kept_until_examined_and_given_when_they_end() -> None
         thread.start()
         while not ids:
             time.sleep(0.001)
-        me = {threading.get_ident(): None}
+        me = {threading.get_ident(): sys._getframe()}
         both = {**me, ids[0]: None}
         assert hook.since_last(me, both, hook.count()) == {}  # alive, not examined: kept
         assert list(hook.since_last({ids[0]: None}, both, hook.count())) == [ids[0]]

@@ -310,3 +310,23 @@ def test_nothing_spanned_is_ever_counted_at_any_sampling_setting(
     assert wrong == {}, f"spanned work counted: {wrong} (calls made: {dict(calls)})"
     over = {name: n for name, n in counted.items() if name in DARK and n > calls[name]}
     assert over == {}, f"counted more often than called: {over}"
+
+
+def test_bursts_of_spanned_handlers_are_never_counted_at_the_default_budget_or_below(
+    start_detector,
+) -> None:
+    """Handlers spanned from their first statement, 100 of 200 tasks created at once:
+    none is counted at the default budget or at the lowest one, where ticks are rare and
+    each sees many tasks not yet started."""
+    import burst_workload
+
+    for max_overhead in (0.01, 0.001):
+        detector = start_detector(include=["burst_workload"], max_overhead=max_overhead)
+        made = burst_workload.run(3)
+        detector.stop()
+        counted = Counter(
+            {site.split(":", 1)[1]: n for (site, _), n in detector.operation_counts().items()}
+        )
+        assert counted["spanned_handler"] == counted["fetch_spanned"] == 0, max_overhead
+        assert counted["dark_handler"] <= made["dark_handler"]
+        assert counted["fetch_dark"] <= made["fetch_dark"]

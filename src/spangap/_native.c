@@ -171,7 +171,42 @@ error:
     return NULL;
 }
 
+PyDoc_STRVAR(holds_active_span_doc,
+"holds_active_span(ctx, key, plain) -> bool | None\n\n"
+"Whether the OpenTelemetry Context `ctx` (a dict) holds, under `key`, a span of one of\n"
+"the `plain` types (see spanned_threads) whose span context is valid; None when that\n"
+"cannot be told here (another kind of span), for spanstate.span_is_active to answer.\n"
+"Runs no Python code: it is called inside the application's every attach.");
+
+static PyObject *
+holds_active_span(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "holds_active_span(ctx, key: str, plain)");
+        return NULL;
+    }
+    PyObject *ctx = args[0], *plain = args[2] != Py_None ? args[2] : NULL;
+    if (!PyDict_Check(ctx))
+        Py_RETURN_FALSE;
+    PyObject *span = PyDict_GetItemWithError(ctx, args[1]); /* borrowed; the dict's own */
+    if (span == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    if (plain != NULL && (!PyTuple_CheckExact(plain) || PyTuple_GET_SIZE(plain) != 2))
+        plain = NULL;
+    Py_INCREF(span);
+    int valid = plain_span_is_valid(plain, span);
+    Py_DECREF(span);
+    if (valid < 0)
+        Py_RETURN_NONE;
+    return PyBool_FromLong(valid);
+}
+
 static PyMethodDef native_methods[] = {
+    {"holds_active_span", (PyCFunction)(void (*)(void))holds_active_span, METH_FASTCALL,
+     holds_active_span_doc},
     {"spanned_threads", (PyCFunction)(void (*)(void))spanned_threads, METH_FASTCALL,
      spanned_threads_doc},
     {NULL, NULL, 0, NULL},

@@ -10,3 +10,6 @@ def spanned_threads(
     plain: tuple[tuple[type, ...], type] | None = None,
     /,
 ) -> set[int]: ...
+def holds_active_span(
+    ctx: object, key: str, plain: tuple[tuple[type, ...], type] | None
+) -> bool | None: ...

@@ -24,6 +24,7 @@
 #include <frameobject.h>
 
 #include "_liveness_api.h"
+#include "_stackwalk.h"
 
 #if PY_VERSION_HEX < 0x030B0000
 #error "spangap._tracking needs CPython 3.11 or later (PyFrame_GetLasti)"
@@ -1209,48 +1210,6 @@ static PyTypeObject TrackerType = {
 
 /* -- module functions ------------------------------------------------------------------ */
 
-/* The calling thread's frames, leaf first, from the caller of the Python function that
- * called us towards the root: all of them, filling `known` (frame -> index), when
- * `known` is empty; else up to the first frame in `known`, whose index goes to *join
- * (-1 when none is). A new tuple, or NULL with an exception set. */
-static PyObject *
-frames_until(PyObject *known, Py_ssize_t *join)
-{
-    int fill = PyDict_GET_SIZE(known) == 0;
-    PyFrameObject *current = PyEval_GetFrame(); /* borrowed: the calling Python function */
-    PyFrameObject *frame = current != NULL ? frame_back(current) : NULL;
-    PyObject *frames = PyList_New(0);
-    *join = -1;
-    if (frames == NULL) {
-        Py_XDECREF(frame);
-        return NULL;
-    }
-    while (frame != NULL) {
-        if (!fill) {
-            PyObject *at = PyDict_GetItemWithError(known, (PyObject *)frame); /* borrowed */
-            if (at != NULL)
-                *join = PyLong_AsSsize_t(at);
-            if (at != NULL || PyErr_Occurred())
-                break;
-        }
-        if (PyList_Append(frames, (PyObject *)frame) < 0)
-            break;
-        PyFrameObject *next = frame_back(frame);
-        Py_DECREF(frame);
-        frame = next;
-    }
-    Py_XDECREF(frame);
-    for (Py_ssize_t i = 0; fill && !PyErr_Occurred() && i < PyList_GET_SIZE(frames); i++) {
-        PyObject *index = PyLong_FromSsize_t(i);
-        if (index != NULL)
-            PyDict_SetItem(known, PyList_GET_ITEM(frames, i), index);
-        Py_XDECREF(index);
-    }
-    PyObject *tuple = PyErr_Occurred() ? NULL : PyList_AsTuple(frames);
-    Py_DECREF(frames);
-    return tuple;
-}
-
 /* Activations noted since the module was loaded: each mark carries its number, so the
  * sampler can tell the marks made before it read the stacks from those made after. */
 static unsigned long long activations_noted;
@@ -1264,13 +1223,87 @@ activation_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyLong_FromUnsignedLongLong(activations_noted);
 }
 
+/* The calling thread's frames as frame objects, leaf first, from the caller of the
+ * innermost Python function to the root (made where missing, once per interval: later
+ * activations then stop where they meet one of them). A new tuple, or NULL. */
+static PyObject *
+own_stack(void)
+{
+    PyFrameObject *current = PyEval_GetFrame(); /* borrowed */
+    PyFrameObject *frame = current != NULL ? frame_back(current) : NULL;
+    PyObject *frames = PyList_New(0);
+    while (frames != NULL && frame != NULL) {
+        if (PyList_Append(frames, (PyObject *)frame) < 0)
+            Py_CLEAR(frames);
+        PyFrameObject *next = frame_back(frame);
+        Py_DECREF(frame);
+        frame = next;
+    }
+    Py_XDECREF(frame);
+    if (frames == NULL)
+        return NULL;
+    PyObject *tuple = PyList_AsTuple(frames);
+    Py_DECREF(frames);
+    return tuple;
+}
+
+/* The first mark of an interval: the whole stack, in `*first_out`, indexed by a new dict
+ * in `*known_out`. A new tuple, or NULL. */
+static PyObject *
+first_mark(unsigned long long number, PyObject **first_out, PyObject **known_out)
+{
+    PyObject *stack = own_stack(), *index = stack != NULL ? PyDict_New() : NULL, *mark = NULL;
+    for (Py_ssize_t i = 0; index != NULL && i < PyTuple_GET_SIZE(stack); i++) {
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyDict_SetItem(index, PyTuple_GET_ITEM(stack, i), at) < 0)
+            Py_CLEAR(index);
+        Py_XDECREF(at);
+    }
+    if (index != NULL)
+        mark = Py_BuildValue("(()y#()OnK)", "", (Py_ssize_t)0, stack, (Py_ssize_t)0, number);
+    if (mark != NULL) {
+        *first_out = stack;
+        *known_out = index;
+        return mark;
+    }
+    Py_XDECREF(stack);
+    Py_XDECREF(index);
+    return NULL;
+}
+
+/* A later mark: the frames down to the first one in `known` (the interval's first
+ * stack), with no frame object made. A new tuple, or NULL. */
+static PyObject *
+later_mark(PyObject *known, PyObject *first, unsigned long long number)
+{
+    PyObject *objs = PyList_New(0), *codes = PyList_New(0), *mark = NULL;
+    PyObject *objs_tuple = NULL, *codes_tuple = NULL;
+    char *addrs = NULL;
+    Py_ssize_t naddrs = 0, join = -1;
+    if (objs != NULL && codes != NULL
+        && spangap_walk_own(known, objs, &addrs, &naddrs, codes, &join) == 0) {
+        objs_tuple = PyList_AsTuple(objs);
+        codes_tuple = PyList_AsTuple(codes);
+        if (objs_tuple != NULL && codes_tuple != NULL)
+            mark = Py_BuildValue("(Oy#OOnK)", objs_tuple, addrs ? addrs : "",
+                                 naddrs * (Py_ssize_t)sizeof(uintptr_t), codes_tuple, first,
+                                 join, number);
+    }
+    PyMem_Free(addrs);
+    Py_XDECREF(objs);
+    Py_XDECREF(codes);
+    Py_XDECREF(objs_tuple);
+    Py_XDECREF(codes_tuple);
+    return mark;
+}
+
 PyDoc_STRVAR(note_activation_doc,
 "note_activation(threads, tasks, tid, task) -> None\n\n"
 "activations.py's note of one span activation, made in one step that runs no Python\n"
 "code (the collector is paused), so the sampler taking the notes never sees half of\n"
 "one. threads[tid] becomes (first stack, frame -> index in it, number of the first mark,\n"
-"latest mark), and, with a task, tasks[task] becomes (first mark, latest mark); a mark\n"
-"is (new frames, first stack, join, number), see activations.Mark.");
+"latest mark), and, with a task, tasks[task] becomes (first mark, latest mark); see\n"
+"activations.Mark. No frame object is made: frames without one are noted by address.");
 
 static PyObject *
 note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -1282,9 +1315,7 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     PyObject *threads = args[0], *tasks = args[1], *tid = args[2], *task = args[3];
     int gc_was_enabled = PyGC_Disable();
     PyObject *entry = NULL, *mark = NULL, *old_thread = NULL, *old_task = NULL;
-    PyObject *stack = NULL, *known = NULL, *frames = NULL;
-    PyObject *first_number = NULL;
-    Py_ssize_t join;
+    PyObject *stack = NULL, *known = NULL, *first_number = NULL;
     unsigned long long number = ++activations_noted;
     PyObject *found = PyDict_GetItemWithError(threads, tid); /* borrowed */
     if (found != NULL && PyTuple_Check(found) && PyTuple_GET_SIZE(found) == 4) {
@@ -1294,18 +1325,13 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         Py_INCREF(stack);
         Py_INCREF(known);
         Py_INCREF(first_number);
-        frames = frames_until(known, &join);
+        mark = later_mark(known, stack, number);
     }
     else if (!PyErr_Occurred()) {
-        known = PyDict_New();
-        stack = known != NULL ? frames_until(known, &join) : NULL;
-        frames = stack != NULL ? PyTuple_New(0) : NULL;
-        first_number = frames != NULL ? PyLong_FromUnsignedLongLong(number) : NULL;
-        join = 0;
+        mark = first_mark(number, &stack, &known);
+        first_number = mark != NULL ? PyLong_FromUnsignedLongLong(number) : NULL;
     }
-    if (frames != NULL && first_number != NULL)
-        mark = Py_BuildValue("(OOnK)", frames, stack, join, number);
-    if (mark != NULL)
+    if (mark != NULL && first_number != NULL)
         entry = PyTuple_Pack(4, stack, known, first_number, mark);
     /* The old values are kept until the end: freeing them may run Python code. */
     if (entry != NULL) {
@@ -1331,7 +1357,6 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     int failed = entry == NULL;
     Py_XDECREF(entry);
     Py_XDECREF(mark);
-    Py_XDECREF(frames);
     Py_XDECREF(stack);
     Py_XDECREF(known);
     Py_XDECREF(first_number);
@@ -1340,6 +1365,54 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     if (failed)
         return NULL;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(frames_at_doc,
+"frames_at(addresses, codes, frames) -> tuple[FrameType, ...]\n\n"
+"The frames among `frames` that run at the interpreter frame addresses packed in the\n"
+"bytes `addresses`, with the matching code of `codes`: a mark's frames that had no\n"
+"frame object when it was made, found again in a stack read since.");
+
+static PyObject *
+frames_at(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "frames_at(addresses: bytes, codes: tuple, frames)");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]) / (Py_ssize_t)sizeof(uintptr_t);
+    if (n != PyTuple_GET_SIZE(args[1])) {
+        PyErr_SetString(PyExc_ValueError, "frames_at(): one code per address");
+        return NULL;
+    }
+    PyObject *frames = PySequence_Fast(args[2], "frames_at() needs a sequence of frames");
+    if (frames == NULL)
+        return NULL;
+    PyObject *found = PyList_New(0);
+    const char *packed = PyBytes_AS_STRING(args[0]);
+    for (Py_ssize_t i = 0; found != NULL && i < PySequence_Fast_GET_SIZE(frames); i++) {
+        PyObject *frame = PySequence_Fast_GET_ITEM(frames, i);
+        const void *at = spangap_frame_address(frame);
+        if (at == NULL)
+            continue;
+        PyCodeObject *code = PyFrame_GetCode((PyFrameObject *)frame);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            uintptr_t address;
+            memcpy(&address, packed + j * (Py_ssize_t)sizeof(uintptr_t), sizeof(address));
+            if ((const void *)address == at && (PyObject *)code == PyTuple_GET_ITEM(args[1], j)) {
+                if (PyList_Append(found, frame) < 0)
+                    Py_CLEAR(found);
+                break;
+            }
+        }
+        Py_DECREF(code);
+    }
+    Py_DECREF(frames);
+    if (found == NULL)
+        return NULL;
+    PyObject *result = PyList_AsTuple(found);
+    Py_DECREF(found);
+    return result;
 }
 
 PyDoc_STRVAR(current_frames_doc,
@@ -1410,6 +1483,7 @@ static PyMethodDef module_functions[] = {
     {"note_activation", (PyCFunction)(void (*)(void))note_activation, METH_FASTCALL,
      note_activation_doc},
     {"activation_count", activation_count, METH_NOARGS, activation_count_doc},
+    {"frames_at", (PyCFunction)(void (*)(void))frames_at, METH_FASTCALL, frames_at_doc},
     {"current_frames", current_frames, METH_NOARGS, current_frames_doc},
     {"back", back, METH_O, back_doc},
     {"suspended_frame", suspended_frame, METH_O, suspended_frame_doc},

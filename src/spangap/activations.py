@@ -30,22 +30,24 @@ import asyncio
 import itertools
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from .frames import back
-from .spanstate import span_is_active
+from .spanstate import plain_span_types, span_is_active
 
 _running_loop: Callable[[], Any] = asyncio.events._get_running_loop
 _current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks", {})
 
-#: The frames new at an activation (leaf first), the first stack of the same thread
-#: (leaf first), where the new ones join it (-1: they reach the root by themselves), and
-#: the activation's number (they count up from 1).
-Mark = tuple[tuple[FrameType, ...], tuple[FrameType, ...], int, int]
+#: One activation: the frames it ran in that had frame objects, down to where they join
+#: the thread's first stack; those that had none, by interpreter frame address (packed)
+#: and code, found again in a later stack (``_tracking.frames_at``); the first stack
+#: (leaf first); where they join it (-1: not at all); and the activation's number (from 1).
+Mark = tuple[tuple[FrameType, ...], bytes, tuple[Any, ...], tuple[FrameType, ...], int, int]
 #: A thread's notes: its first stack, frame -> index in it, the number of the first
 #: activation, and the latest mark.
 ThreadNotes = tuple[tuple[FrameType, ...], dict[FrameType, int], int, Mark]
@@ -82,36 +84,66 @@ def _note_in_python(
         known: dict[FrameType, int] = {}
         stack, _ = _frames_until(known)
         first = number
-        mark: Mark = ((), stack, 0, number)
+        mark: Mark = ((), b"", (), stack, 0, number)
     else:
         stack, known, first, _ = notes
         new, join = _frames_until(known)
-        mark = (new, stack, join, number)
+        mark = (new, b"", (), stack, join, number)
     threads[tid] = (stack, known, first, mark)
     if task is not None:
         had = tasks.get(task)
         tasks[task] = (had[0] if had is not None else mark, mark)
 
 
-def _native() -> tuple[Callable[..., None], Callable[[], int]]:
-    """The note and the count, in C when built."""
+def _native() -> tuple[Callable[..., None], Callable[[], int], Callable[..., Any] | None]:
+    """The note, the count and frames_at, in C when built."""
     try:
-        from ._tracking import activation_count, note_activation
+        from ._tracking import activation_count, frames_at, note_activation
     except ImportError:
-        return _note_in_python, lambda: _last_noted[0]
-    return note_activation, activation_count
+        return _note_in_python, lambda: _last_noted[0], None
+    return note_activation, activation_count, frames_at
 
 
-def running_at(*marks: Mark | None) -> tuple[FrameType, ...]:
-    """The frames running at the activations ``marks`` note (with repeats)."""
+_note, _count, _frames_at = _native()
+
+
+def _active_span_check() -> Callable[[Any], bool]:
+    """span_is_active, answered in C for the SDK's own span types when built."""
+    try:
+        from ._native import holds_active_span
+    except ImportError:
+        return span_is_active
+    plain = plain_span_types()
+
+    def active(ctx: Any) -> bool:
+        verdict = holds_active_span(ctx, _SPAN_KEY, plain)
+        return span_is_active(ctx) if verdict is None else verdict
+
+    return active
+
+
+def running_at(*marks: Mark | None, stack: Sequence[FrameType] = ()) -> tuple[FrameType, ...]:
+    """The frames running at the activations ``marks`` note (with repeats); frames noted
+    by address are looked for in ``stack``, a stack read since (none without one)."""
     frames: list[FrameType] = []
     for mark in marks:
         if mark is not None:
-            new, first, join, _ = mark
-            frames.extend(new)
+            objs, addresses, codes, first, join, _ = mark
+            frames.extend(objs)
             if join >= 0:
                 frames.extend(first[join:])
+            if addresses and stack and _frames_at is not None:
+                frames.extend(_frames_at(addresses, codes, stack))
     return tuple(frames)
+
+
+def stack_of(leaf: FrameType | None) -> list[FrameType]:
+    """``leaf`` and its callers, read safely (another thread's)."""
+    frames: list[FrameType] = []
+    while leaf is not None:
+        frames.append(leaf)
+        leaf = back(leaf)
+    return frames
 
 
 class Activations:
@@ -127,16 +159,18 @@ class Activations:
         self._tasks: dict[Any, tuple[Mark, Mark]] = {}  # task -> its first, latest mark
         threads, tasks = self._threads, self._tasks
         self._noting = noting = [True]  # close() stops a wrapper that must stay in place
-        note, count = _native()
-        self.count: Callable[[], int] = count  # the last activation's number
+        note = _note
+        self.count: Callable[[], int] = _count  # the last activation's number
         get_ident = threading.get_ident
         original = runtime.attach
         self._previous = runtime.__dict__.get("attach")  # another wrapper, if any
 
+        active = _active_span_check()
+
         def attach(ctx: Any) -> Any:
             token = original(ctx)
             try:
-                if noting[0] and span_is_active(ctx):
+                if noting[0] and active(ctx):
                     loop = _running_loop()
                     task = _current_tasks.get(loop) if loop is not None else None
                     note(threads, tasks, get_ident(), task)
@@ -148,14 +182,15 @@ class Activations:
         runtime.attach = attach
 
     def since_last(
-        self, examined: Mapping[int, object], alive: Mapping[int, object], before: int
+        self, examined: Mapping[int, FrameType], alive: Mapping[int, object], before: int
     ) -> dict[int, tuple[FrameType, ...]]:
-        """For the threads in ``examined`` (this tick's), and those no longer ``alive``,
-        that made a span current since they were last examined: the frames running at the
-        first and at the latest such moment. ``before`` is :meth:`count` read before the
-        tick read the stacks: notes made after it are given now and again next time, for
-        the calls that began after the stacks were read. An ended thread's calls end at
-        this tick: they must not be counted if a span was made current in them."""
+        """For the threads in ``examined`` (this tick's, id -> innermost frame), and those
+        no longer ``alive``, that made a span current since they were last examined: the
+        frames running at the first and at the latest such moment. ``before`` is
+        :meth:`count` read before the tick read the stacks: notes made after it are given
+        now and again next time, for the calls that began after the stacks were read. An
+        ended thread's calls end at this tick: they must not be counted if a span was
+        made current in them."""
         threads = self._threads
         if not threads:
             return {}
@@ -170,22 +205,25 @@ class Activations:
             if notes is None:
                 continue
             stack, _, first, latest = notes
-            if not ended and latest[3] > before:
+            if not ended and latest[5] > before:
                 threads.setdefault(tid, notes)  # again next time
             if ended or first <= before:
-                taken[tid] = running_at(((), stack, 0, first), latest)
+                now = stack_of(examined.get(tid)) if latest[1] and not ended else ()
+                taken[tid] = running_at(((), b"", (), stack, 0, first), latest, stack=now)
         return taken
 
-    def of_task(self, task: Any, before: int, ended: bool = False) -> tuple[FrameType, ...]:
-        """The frames running at the first and the latest span activation in ``task``
-        since this was last asked (with repeats); ``before`` as in :meth:`since_last`.
-        Asked before the task's stack is read."""
+    def of_task(
+        self, task: Any, before: int, ended: bool = False
+    ) -> tuple[Mark | None, Mark | None]:
+        """The first and the latest span activation in ``task`` since this was last
+        asked (:func:`running_at` gives their frames, found in the task's stack read
+        after this); ``before`` as in :meth:`since_last`."""
         marks = self._tasks.pop(task, None) if self._tasks else None
         if marks is None:
-            return ()
-        if not ended and marks[1][3] > before:
+            return None, None
+        if not ended and marks[1][5] > before:
             self._tasks.setdefault(task, marks)  # again next time
-        return running_at(*marks)
+        return marks
 
     def forget_tasks(self, keep: Callable[[Any], bool]) -> None:
         """Drop the notes of tasks for which ``keep`` is false (done ones)."""

@@ -111,6 +111,8 @@ class Sampler:
             self._flush_safely()
             cpu, _ = self._cost_since(cpu_start)
             self._account_safely(time.perf_counter(), cpu)
+            if self._tasks is not None:
+                self._tasks.forget()  # the tasks it held until seen done: theirs again
         finally:
             self._lock.release()
 

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from .activations import running_at
 from .frames import back, suspended_frame
 from .spanstate import span_is_active
 
 if TYPE_CHECKING:
-    from .activations import Activations
+    from .activations import Activations, Mark
 
 #: asyncio's registry of live tasks (a WeakSet): ``_scheduled_tasks`` from 3.12 on. (An
 #: empty WeakSet is falsy, so no ``or`` here.)
@@ -191,24 +192,25 @@ class TaskSampler:
         if task.done():
             if key in last_waiter:
                 ended = -1.0 if task.cancelled() else checked
-                done[key] = TaskEnd(ended, self._activated(task, before, True))
+                done[key] = TaskEnd(ended, running_at(*self._marks(task, before, True)))
                 del last_waiter[key], last_check[key]
                 self._held.pop(key, None)
             return
         last_check[key] = now
         last_waiter[key] = waiter
         self._held[key] = task
-        activated = self._activated(task, before)  # before the stack: see of_task
+        marks = self._marks(task, before)  # before the stack is read: see of_task
         stack = self._running_stack(task, frames) if running else _coroutine_chain(task.get_coro())
         if stack:
             spanned, name = self._spanned(task), task.get_name()
+            activated = running_at(*marks, stack=stack)
             moved.append(TaskSample(key, stack, spanned, name, checked, activated))
 
-    def _activated(
+    def _marks(
         self, task: asyncio.Task[Any], before: int, ended: bool = False
-    ) -> tuple[FrameType, ...]:
+    ) -> tuple[Mark | None, Mark | None]:
         if self._activations is None:
-            return ()
+            return None, None
         return self._activations.of_task(task, before, ended)
 
     def forget(self) -> None:
