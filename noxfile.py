@@ -66,7 +66,7 @@ def sanitizers(session: nox.Session) -> None:
     copy of the tree (the editable build in src/ stays a normal one), loaded into the
     ordinary interpreter with the sanitizer runtimes preloaded. Any report fails it."""
     session.install("setuptools", "wheel", ".[dev,examples]")  # the copy below is what runs
-    tree = Path(session.create_tmp()) / "sanitized"
+    tree = Path(session.create_tmp()).resolve() / "sanitized"
     shutil.rmtree(tree, ignore_errors=True)
     for part in ("src", "tests", "benchmarks", "examples"):
         shutil.copytree(part, tree / part, ignore=shutil.ignore_patterns("*.so", "__pycache__"))

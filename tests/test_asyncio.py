@@ -123,6 +123,40 @@ def test_a_loop_started_before_the_detector_is_found(start_detector, recorded) -
     assert counts_by_site(detector)[site("dark_await")] >= 20
 
 
+async def fetch_rows() -> None:
+    await asyncio.sleep(0.030)
+
+
+@pytest.mark.parametrize("loop_first", [True, False], ids=["loop-before", "loop-after"])
+def test_coroutines_sent_to_a_loop_in_another_thread_are_counted(
+    start_detector, loop_first: bool
+) -> None:
+    """``run_coroutine_threadsafe``: 20 coroutines at once, each awaiting 30 ms, five
+    times; the loop runs in another thread, started before the detector or after it.
+    Every await is found either way (a second run only if a host stall hid some)."""
+    for _attempt in range(2):
+        loop, started = asyncio.new_event_loop(), threading.Event()
+        loop.call_soon(started.set)
+        thread = threading.Thread(target=loop.run_forever)
+        detector = None if loop_first else start_detector(include=[__name__])
+        thread.start()
+        started.wait()
+        detector = detector or start_detector(include=[__name__])
+        for _ in range(5):
+            batch = [asyncio.run_coroutine_threadsafe(fetch_rows(), loop) for _ in range(20)]
+            for future in batch:
+                future.result()
+        detector.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        found = counts_by_site(detector)[site("fetch_rows")]
+        assert found <= 100
+        if found >= 99:
+            break
+    assert found >= 99, f"found {found} of 100 awaits of 30 ms, in two runs"
+
+
 def spanned_job() -> None:
     time.sleep(0.025)
 

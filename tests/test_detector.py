@@ -43,6 +43,30 @@ def test_stop_flushes_operations_that_just_completed(start_detector, recorded) -
     assert counts_by_site(detector)[w.site("dark_sleep")] == 1
 
 
+class Payload:
+    """An application object that only a call's locals hold."""
+
+
+def stop_while_holding(detector: Any) -> Any:
+    """A call still running when the detector stops, whose locals hold a payload."""
+    import weakref
+
+    payload = Payload()
+    time.sleep(0.03)  # seen by a sample: a call the sampler follows
+    detector.stop()
+    return weakref.ref(payload)
+
+
+def test_stop_lets_go_of_the_applications_objects(start_detector) -> None:
+    """The sampler holds the frames of the calls it follows, and so their locals once
+    they return; a stopped detector (which ``enable_gap_detector`` keeps) must let go."""
+    import gc
+
+    gone = stop_while_holding(start_detector(include=[__name__]))
+    gc.collect()
+    assert gone() is None
+
+
 def test_metrics_served_over_http_match_the_workload(start_detector, recorded) -> None:
     detector = start_detector(include=["gt_workloads"], metrics_port=0)
     port = detector.metrics_port

@@ -106,45 +106,24 @@ def handed_over(d: float) -> None:
         worker.join()
 
 
-# A thread root of its own per body: a root is spanned exactly when its body is.
-def root_dark_body(ds: list[float]) -> None:
-    note("root_dark_body")
-    for d in ds:
-        dark_body(d)
+def _root(body: Callable[[float], None]) -> Callable[[list[float]], None]:
+    """A thread root of its own per body (a site named ``root_<body>``): a root is
+    spanned exactly when its body is."""
+    name = f"root_{body.__name__}"
 
+    def root(ds: list[float]) -> None:
+        note(name)
+        for d in ds:
+            body(d)
 
-def root_spanned_first(ds: list[float]) -> None:
-    note("root_spanned_first")
-    for d in ds:
-        spanned_first(d)
-
-
-def root_spanned_middle(ds: list[float]) -> None:
-    note("root_spanned_middle")
-    for d in ds:
-        spanned_middle(d)
-
-
-def root_spanned_helper(ds: list[float]) -> None:
-    note("root_spanned_helper")
-    for d in ds:
-        spanned_helper(d)
-
-
-def root_sampled_out(ds: list[float]) -> None:
-    note("root_sampled_out")
-    for d in ds:
-        sampled_out(d)
-
-
-def root_handed_over(ds: list[float]) -> None:
-    note("root_handed_over")
-    for d in ds:
-        handed_over(d)
+    root.__code__ = root.__code__.replace(co_name=name, co_qualname=name)
+    root.__name__ = root.__qualname__ = name
+    return root
 
 
 THREAD_ROOTS: dict[str, Callable[[list[float]], None]] = {
-    name.removeprefix("root_"): fn for name, fn in globals().items() if name.startswith("root_")
+    body.__name__: _root(body)
+    for body in (dark_body, spanned_first, spanned_middle, spanned_helper, sampled_out, handed_over)
 }
 
 

@@ -111,8 +111,11 @@ class Sampler:
             self._flush_safely()
             cpu, _ = self._cost_since(cpu_start)
             self._account_safely(time.perf_counter(), cpu)
+            # What is still running did not complete: let go of its frames (and so of the
+            # application's objects they hold) and of the tasks held until seen done.
+            self._tracker.forget()
             if self._tasks is not None:
-                self._tasks.forget()  # the tasks it held until seen done: theirs again
+                self._tasks.forget()
         finally:
             self._lock.release()
 

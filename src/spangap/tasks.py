@@ -109,6 +109,8 @@ class TaskSampler:
         # between two ticks would otherwise vanish with its last calls unaccounted, and
         # its id() (our key) could be reused.
         self._held: dict[int, asyncio.Task[Any]] = {}
+        # The registry's weak references to tasks seen done (see sample()).
+        self._finished: set[weakref.ref[asyncio.Task[Any]]] = set()
 
     def sample(
         self, frames: dict[int, FrameType], now: float, stride: int = 1, before: int = 0
@@ -126,9 +128,15 @@ class TaskSampler:
         try:
             # The WeakSet's own iterator is a Python generator; its underlying set of
             # weak references copies in C, and only this tick's window is dereferenced.
-            refs = list(_REGISTRY.data)
+            registered = _REGISTRY.data.copy()
         except RuntimeError:  # the set changed while copied; try again next tick
             return [], {}
+        # Tasks seen done stay registered while the application holds them (a list of
+        # the last round's tasks): left out, so that they take no place in the window.
+        finished = self._finished
+        if len(finished) > 2 * len(registered) + 64:
+            finished.intersection_update(registered)
+        refs = list(registered.difference(finished) if finished else registered)
         current = [t for t in list(_CURRENT.values()) if t is not None]
         running = {id(t) for t in current}
         total = len(refs)
@@ -155,6 +163,8 @@ class TaskSampler:
             task = ref()
             if task is not None and id(task) not in running:
                 self._examine(task, False, frames, now, moved, done, before)
+                if task.done():
+                    finished.add(ref)
         self._next_cursor = start + examined
         activations = self._activations
         if activations is not None and activations.marked_tasks > 2 * total + 256:
@@ -215,6 +225,7 @@ class TaskSampler:
 
     def forget(self) -> None:
         """Drop all state (after an internal error the tracker starts over too)."""
+        self._finished.clear()
         self._last_waiter.clear()
         self._last_check.clear()
         self._held.clear()
