@@ -32,6 +32,17 @@ def test_default_scope() -> None:
     assert not info(scope, spangap.tracker.CallTracker.observe).in_scope  # ourselves
 
 
+def test_code_the_stdlib_makes_from_strings_is_not_in_scope() -> None:
+    """A namedtuple's ``__new__`` is compiled from a string in a made-up module
+    (``namedtuple_Sample``): it is the standard library's code, not the application's."""
+    import collections
+
+    sample = collections.namedtuple("Sample", "name value")
+    assert sample.__new__.__code__.co_filename.startswith("<")
+    code = sample.__new__.__code__
+    assert not Scope().info(code, sample.__new__.__globals__["__name__"]).in_scope
+
+
 def test_site_names_are_module_and_qualname() -> None:
     site = info(Scope(), queue.Queue.get)
     assert site.site == "queue:Queue.get"

@@ -220,8 +220,11 @@ class Scope:
             return False
         if filename.startswith("<frozen") or (path and path.startswith(self._stdlib)):
             return False
-        if not path:  # "<string>", "<stdin>": judge by module name alone
-            return top not in self._stdlib_names or module == "__main__"
+        if not path:  # "<string>", "<stdin>": judge by module name alone; code that the
+            # stdlib makes from strings names modules that do not exist (namedtuple_Point)
+            if module == "__main__":
+                return True
+            return top not in self._stdlib_names and module in sys.modules
         return True
 
     def _classify(self, code: CodeType, module: str) -> CodeInfo:
