@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from spangap.render import FORMATS, SORT_KEYS, render
 from spangap.snapshot import Snapshot, SnapshotError
@@ -86,10 +86,18 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line: an argument may hold a newline or another
+    control character, shown escaped."""
+
+    def error(self, message: str) -> NoReturn:
+        one_line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line}\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Find the work your OpenTelemetry spans do not cover."
-    )
+    parser = _Parser(prog=PROG, description="Find the work your OpenTelemetry spans do not cover.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
