@@ -1230,20 +1230,21 @@ static PyObject *
 own_stack(void)
 {
     PyFrameObject *current = PyEval_GetFrame(); /* borrowed */
-    PyFrameObject *frame = current != NULL ? frame_back(current) : NULL;
-    PyObject *frames = PyList_New(0);
-    while (frames != NULL && frame != NULL) {
-        if (PyList_Append(frames, (PyObject *)frame) < 0)
-            Py_CLEAR(frames);
-        PyFrameObject *next = frame_back(frame);
-        Py_DECREF(frame);
-        frame = next;
-    }
-    Py_XDECREF(frame);
-    if (frames == NULL)
+    PyObject *small[SMALL_CHAIN];
+    PyObject **frames;
+    Py_ssize_t n = collect_chain(current != NULL ? frame_back(current) : NULL, NULL, NULL, small,
+                                 &frames);
+    if (n < 0)
         return NULL;
-    PyObject *tuple = PyList_AsTuple(frames);
-    Py_DECREF(frames);
+    PyObject *tuple = PyTuple_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (tuple != NULL)
+            PyTuple_SET_ITEM(tuple, i, frames[i]); /* steals the reference */
+        else
+            Py_DECREF(frames[i]);
+    }
+    if (frames != small)
+        PyMem_Free(frames);
     return tuple;
 }
 

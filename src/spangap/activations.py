@@ -53,20 +53,28 @@ Mark = tuple[tuple[FrameType, ...], bytes, tuple[Any, ...], tuple[FrameType, ...
 ThreadNotes = tuple[tuple[FrameType, ...], dict[FrameType, int], int, Mark]
 
 
+def stack_of(leaf: FrameType | None) -> list[FrameType]:
+    """``leaf`` and its callers, read safely (another thread's)."""
+    frames: list[FrameType] = []
+    while leaf is not None:
+        frames.append(leaf)
+        leaf = back(leaf)
+    return frames
+
+
 def _frames_until(known: dict[FrameType, int]) -> tuple[tuple[FrameType, ...], int]:
     """The caller's caller's frames towards the root: all of them, filling ``known``,
     when it is empty; else up to the first frame in ``known`` (and its index)."""
-    fill = not known
-    frames: list[FrameType] = []
     frame: FrameType | None = sys._getframe(3)
-    while frame is not None:
-        if not fill and frame in known:
-            return tuple(frames), known[frame]
+    if not known:
+        stack = stack_of(frame)
+        known.update((f, i) for i, f in enumerate(stack))
+        return tuple(stack), -1
+    frames: list[FrameType] = []
+    while frame is not None and frame not in known:
         frames.append(frame)
         frame = back(frame)
-    if fill:
-        known.update((f, i) for i, f in enumerate(frames))
-    return tuple(frames), -1
+    return tuple(frames), known[frame] if frame is not None else -1
 
 
 _noted = itertools.count(1)
@@ -135,15 +143,6 @@ def running_at(*marks: Mark | None, stack: Sequence[FrameType] = ()) -> tuple[Fr
             if addresses and stack and _frames_at is not None:
                 frames.extend(_frames_at(addresses, codes, stack))
     return tuple(frames)
-
-
-def stack_of(leaf: FrameType | None) -> list[FrameType]:
-    """``leaf`` and its callers, read safely (another thread's)."""
-    frames: list[FrameType] = []
-    while leaf is not None:
-        frames.append(leaf)
-        leaf = back(leaf)
-    return frames
 
 
 class Activations:
