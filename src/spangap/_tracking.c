@@ -434,6 +434,24 @@ set_running(Tracker *self, Track *t, PyObject *tuple)
     return 0;
 }
 
+/* Point t->running at thread ``tid``'s frames in ``activated`` (observe()'s argument,
+ * or NULL), or at nothing. 0, or -1 with an exception set. */
+static int
+take_activated(Tracker *self, Track *t, PyObject *activated, PyObject *tid)
+{
+    t->running = NULL;
+    if (activated == NULL)
+        return 0;
+    PyObject *running = PyDict_GetItemWithError(activated, tid); /* borrowed */
+    if (running == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(running)) {
+        PyErr_SetString(PyExc_TypeError, "observe() needs tuples of frames");
+        return -1;
+    }
+    return set_running(self, t, running);
+}
+
 /* tracker._untrack_activated: a span was made current since the previous sample; the
  * calls followed then that were running at that moment were not dark throughout,
  * whether they are still running or have returned since. */
@@ -939,17 +957,9 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             status = -1;
             break;
         }
-        t->running = NULL;
-        if (activated != NULL) {
-            PyObject *running = PyDict_GetItemWithError(activated, tid); /* borrowed */
-            if (running != NULL && !PyTuple_Check(running)) {
-                PyErr_SetString(PyExc_TypeError, "observe() needs tuples of frames");
-                running = NULL;
-            }
-            if (PyErr_Occurred() || (running != NULL && set_running(self, t, running) < 0)) {
-                status = -1;
-                break;
-            }
+        if (take_activated(self, t, activated, tid) < 0) {
+            status = -1;
+            break;
         }
         /* First, before calls that returned are completed (and perhaps counted). */
         if (t->running != NULL && t->live && untrack_activated(self, t) < 0)
@@ -1000,16 +1010,12 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
             if (capsule == NULL)
                 continue;
             Track *t = PyCapsule_GetPointer(capsule, "spangap.track");
-            if (t != NULL && activated != NULL && t->live) {
+            if (t != NULL && t->live) {
                 /* the thread ended: first the calls a span was made current in */
-                PyObject *running = PyDict_GetItemWithError(activated, tid); /* borrowed */
-                t->running = NULL;
-                if (running != NULL && PyTuple_Check(running)
-                    && (set_running(self, t, running) < 0 || untrack_activated(self, t) < 0))
+                if (take_activated(self, t, activated, tid) < 0
+                    || (t->running != NULL && untrack_activated(self, t) < 0))
                     status = -1;
                 t->running = NULL;
-                if (PyErr_Occurred())
-                    status = -1;
             }
             if (t != NULL && end_calls(self, t, 0, now) < 0)
                 status = -1; /* the thread ended */

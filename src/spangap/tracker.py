@@ -301,11 +301,8 @@ class CallTracker:
                 track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
             weight = min(now - track.prev_time, cap) if track.samples else interval
             is_spanned = tid in spanned
-            running = activated.get(tid) if activated else None
-            if running:
-                track.activation = frozenset(map(id, running))
-                if track.live:  # before calls that returned are completed (and counted)
-                    self._untrack_activated(track)
+            # before calls that returned are completed (and counted)
+            self._take_activated(track, activated.get(tid) if activated else None)
             if track.leaf is not leaf:
                 since = now
                 if frozen is not None:  # not before its previous sample: it moved since
@@ -325,15 +322,10 @@ class CallTracker:
         alive_ids = frames if alive is None else alive
         # Every tick (with a stride, live threads may have no track yet): an ended
         # thread's span activations are given at the tick that sees it gone.
-        ended = [t for t in tracks if t not in alive_ids]
-        if ended:
-            for tid in ended:
-                track = tracks.pop(tid)  # the thread ended
-                running = activated.get(tid) if activated else None
-                if running and track.live:
-                    track.activation = frozenset(map(id, running))
-                    self._untrack_activated(track)
-                self._end_calls(track, 0, now)
+        for tid in [t for t in tracks if t not in alive_ids]:
+            track = tracks.pop(tid)  # the thread ended
+            self._take_activated(track, activated.get(tid) if activated else None)
+            self._end_calls(track, 0, now)
 
     def look_after_s(self, gap_before_s: float) -> float:
         """How long after the sample that first saw a call the call must still be running
@@ -580,6 +572,14 @@ class CallTracker:
         for i, call in enumerate(track.calls):
             if call is not None:
                 self._untrack(track, i, call)
+
+    def _take_activated(self, track: _ThreadTrack, running: Sequence[FrameType] | None) -> None:
+        """Note the frames that ran under a span made current since the thread's previous
+        sample, and stop following those calls."""
+        if running:
+            track.activation = frozenset(map(id, running))
+            if track.live:
+                self._untrack_activated(track)
 
     def _untrack_activated(self, track: _ThreadTrack) -> None:
         """A span was made current since the previous sample: the calls followed then
