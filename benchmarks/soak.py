@@ -109,9 +109,14 @@ def run_once(name: str, label: str, args: argparse.Namespace, tally: Tally) -> N
     log_path = out / f"{label}.log"
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, str(EXAMPLES[name]), "--requests", str(args.requests),
-            "--snapshot", str(Path(tmp) / "snapshot.json"),
-            "--shutdown-timeout", str(args.stall_s * 2),
+            sys.executable,
+            str(EXAMPLES[name]),
+            "--requests",
+            str(args.requests),
+            "--snapshot",
+            str(Path(tmp) / "snapshot.json"),
+            "--shutdown-timeout",
+            str(args.stall_s * 2),
         ]
         env = dict(os.environ, PYTHONFAULTHANDLER="1")
         start = time.monotonic()
@@ -168,17 +173,31 @@ def main(argv: list[str] | None = None) -> int:
     tallies = {name: Tally() for name in names}
     hogs = start_hogs(args.hogs)
     began = time.monotonic()
+    rounds_done = 0
     try:
         for round_no in range(1, args.rounds + 1):
             for name in names:
                 run_once(name, f"{name}-{round_no:04d}", args, tallies[name])
+            rounds_done = round_no
+            progress = summarise(args, tallies, rounds_done, began)
+            (args.out / "progress.json").write_text(json.dumps(progress) + "\n")
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-    summary = {
+    summary = summarise(args, tallies, rounds_done, began)
+    bad = sum(len(t.crashes) + len(t.stalls) + len(t.failed) for t in tallies.values())
+    print(json.dumps(summary))
+    return 1 if bad else 0
+
+
+def summarise(
+    args: argparse.Namespace, tallies: dict[str, Tally], rounds_done: int, began: float
+) -> dict[str, object]:
+    """The JSON summary, also written to ``progress.json`` after every round."""
+    return {
         "python": sys.version.split()[0],
-        "rounds": args.rounds,
+        "rounds": rounds_done,
         "hogs": args.hogs,
         "stop_loadgen": args.stop_loadgen,
         "minutes": round((time.monotonic() - began) / 60, 1),
@@ -188,14 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                 "crashes": len(t.crashes),
                 "stalls": len(t.stalls),
                 "failed": len(t.failed),
-                "median_s": round(sorted(t.seconds)[len(t.seconds) // 2], 1),
+                "median_s": round(sorted(t.seconds)[len(t.seconds) // 2], 1) if t.seconds else None,
             }
             for name, t in tallies.items()
         },
     }
-    bad = sum(len(t.crashes) + len(t.stalls) + len(t.failed) for t in tallies.values())
-    print(json.dumps(summary))
-    return 1 if bad else 0
 
 
 if __name__ == "__main__":
