@@ -93,7 +93,7 @@ def test_metrics_served_over_http_match_the_workload(start_detector, recorded) -
     assert 0.0 < families["span_coverage_ratio"][0].value < 1.0
     assert families["spangap_samples"][0].value > 0
     assert families["spangap_sampler_cpu_seconds"][0].value > 0
-    assert families["spangap_internal_errors"][0].value == 0
+    assert sum(s.value for s in families["spangap_internal_errors"]) == 0
 
 
 def test_metrics_stay_registered_after_stop(start_detector, recorded) -> None:
@@ -176,12 +176,12 @@ def test_a_crash_inside_the_sampler_is_counted_and_logged_once(
         raise RuntimeError("injected fault")
 
     detector._tracker.observe = broken  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="spangap"):
+    with caplog.at_level(logging.WARNING, logger="spangap"):
         results = [w.burn(40) for _ in range(20)]  # the host keeps computing
         time.sleep(0.1)
         detector.stop()
     assert results == [w.burn(40)] * 20
-    assert registry.get_sample_value("spangap_internal_errors_total") >= 2
+    assert registry.get_sample_value("spangap_internal_errors_total", {"kind": "sampler"}) >= 2
     logged = [r for r in caplog.records if "internal error" in r.getMessage()]
     assert len(logged) == 1
 
@@ -349,4 +349,4 @@ def test_stop_never_hangs_on_a_stuck_sampler(start_detector, caplog) -> None:
         stopper.join()
     assert returned, "stop() blocked on the stuck sampler"
     assert "did not stop" in caplog.text
-    assert registry.get_sample_value("spangap_internal_errors_total") == 1
+    assert registry.get_sample_value("spangap_internal_errors_total", {"kind": "stop"}) == 1

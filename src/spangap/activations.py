@@ -37,6 +37,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from .faults import note as note_fault
 from .frames import back
 from .spanstate import plain_span_types, span_is_active
 
@@ -173,8 +174,8 @@ class Activations:
                     loop = _running_loop()
                     task = _current_tasks.get(loop) if loop is not None else None
                     note(threads, tasks, get_ident(), task)
-            except Exception:  # never fail the application's attach
-                pass
+            except Exception as exc:  # never fail the application's attach
+                note_fault("attach_hook", exc)
             return token
 
         self._attach = attach

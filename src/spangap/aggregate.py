@@ -229,10 +229,11 @@ class Aggregate:
             spanned = sum(w[2] for w in self._window)
         return spanned / total if total > 0 else math.nan
 
-    def count_error(self) -> None:
+    def count_error(self, kind: str = "sampler", n: int = 1) -> None:
+        """``n`` errors of ``kind`` (see faults.py), caught inside the detector."""
         with self._lock:
-            self.internal_errors += 1
-        self._metrics.internal_errors.inc()
+            self.internal_errors += n
+        self._metrics.internal_errors.labels(kind=kind).inc(n)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Operation counts per (site, cause) — the same numbers as the counter."""

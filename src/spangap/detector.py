@@ -16,6 +16,7 @@ from prometheus_client.exposition import start_http_server
 from .activations import Activations
 from .aggregate import Aggregate
 from .budget import OverheadBudget
+from .faults import FAULTS, note
 from .handoff import HandoffWatcher
 from .liveness import make_watcher
 from .metrics import metric_set
@@ -56,20 +57,30 @@ def enable_gap_detector(**options: Any) -> GapDetector:
 
 
 def _before_fork() -> None:
-    if _current is not None:
-        _current._before_fork()
+    try:
+        if _current is not None:
+            _current._before_fork()
+    except Exception as exc:  # an error here would be printed into the host's stderr
+        note("fork", exc)
 
 
 def _after_fork_in_parent() -> None:
-    if _current is not None:
-        _current._after_fork_in_parent()
+    try:
+        if _current is not None:
+            _current._after_fork_in_parent()
+    except Exception as exc:
+        note("fork", exc)
 
 
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # it may have been held by another thread at fork time
-    if _current is not None:
-        _current._after_fork_in_child()
+    FAULTS.forget()  # the parent's notes are the parent's to count
+    try:
+        if _current is not None:
+            _current._after_fork_in_child()
+    except Exception as exc:
+        note("fork", exc)
 
 
 os.register_at_fork(
@@ -116,6 +127,7 @@ class GapDetector:
         self._started = time.perf_counter()
         self._next_snapshot = self._started + options.snapshot_interval_s
         self._warned_no_sdk = False
+        self._warned_snapshot = False
         self._running = False
         self._forked = False
         self._stop_lock = threading.Lock()
@@ -163,32 +175,49 @@ class GapDetector:
         self._metrics.max_overhead.set(self.options.max_overhead)
         self._metrics.stride.set(1)
         self._running = True
-        self._metrics.before_collect.add(self._flush)
+        self._metrics.before_collect.add(self._flush_before_scrape)
         self._handoff.install()
         self._sampler.start()
         atexit.register(self._at_exit)
 
     def stop(self) -> None:
         """Stop sampling and flush: afterwards the metrics and the snapshot hold every
-        operation that completed before this call. Metrics stay registered."""
+        operation that completed before this call. Metrics stay registered. Never
+        raises: a step that fails is counted (faults.py) and the next one still runs."""
         with self._stop_lock:
             if not self._running:
                 return
             self._running = False
-            self._sampler.stop()
-            self._handoff.uninstall()
-            if self._activations is not None:  # wrapped attach after the reader: undone first
-                self._activations.close()
-            self._reader.close()
-            self._warn_if_no_sdk(force=True)
-            self._update_gauges()
-            if self.options.snapshot_path:
-                self._write_snapshot_quietly(self._configured_snapshot_path())
-            if self._server is not None:
-                self._server.shutdown()
-                self._server.server_close()
-                self._server = None
-            atexit.unregister(self._at_exit)
+            activations = self._activations
+            for step in (
+                self._sampler.stop,
+                self._handoff.uninstall,
+                # attach was wrapped after the reader's wrapper: undone first
+                activations.close if activations is not None else None,
+                self._reader.close,
+                lambda: self._warn_if_no_sdk(force=True),
+                self._update_gauges,
+                self._write_final_snapshot,
+                self._close_server,
+                lambda: atexit.unregister(self._at_exit),
+            ):
+                if step is None:
+                    continue
+                try:
+                    step()
+                except Exception as exc:
+                    note("stop", exc)
+            self._drain_faults()
+
+    def _write_final_snapshot(self) -> None:
+        if self.options.snapshot_path:
+            self._write_snapshot_quietly(self._configured_snapshot_path())
+
+    def _close_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     @property
     def running(self) -> bool:
@@ -246,6 +275,7 @@ class GapDetector:
         """Hand the tracker's completed operations to the findings and the metrics
         before someone reads them. The sampler does it once a second on its own thread;
         done on any other thread, the CPU it takes is still counted as the sampler's."""
+        self._drain_faults()
         if threading.get_ident() == self._sampler.ident:
             self._tracker.flush()
             return
@@ -253,8 +283,20 @@ class GapDetector:
         if self._tracker.flush():
             self._aggregate.add_cpu(time.thread_time() - start)
 
+    def _flush_before_scrape(self) -> None:
+        """The flush a scrape runs: a failure costs the scrape nothing (faults.py)."""
+        try:
+            self._flush()
+        except Exception as exc:
+            note("scrape", exc)
+
+    def _drain_faults(self) -> None:
+        """Count and log the errors noted since the last drain (faults.py)."""
+        FAULTS.drain(self._aggregate.count_error)
+
     def _periodic(self, now: float) -> None:
         """Runs about once a second on the sampler thread."""
+        self._drain_faults()
         self._update_gauges()
         self._warn_if_no_sdk(force=now - self._started >= _NO_SDK_GRACE_S)
         if self.options.snapshot_path and now >= self._next_snapshot:
@@ -284,8 +326,18 @@ class GapDetector:
         try:
             self.write_snapshot(path)
         except OSError as exc:
-            self._aggregate.count_error()
-            log.warning("spangap: could not write snapshot %s: %s", path, exc)
+            note("snapshot", exc)
+            if not self._warned_snapshot:  # once: a full disk stays full
+                self._warned_snapshot = True
+                FAULTS.logged_elsewhere("snapshot")
+                log.warning(
+                    "spangap: could not write snapshot %s: %s (counted in "
+                    'spangap_internal_errors_total{kind="snapshot"}, logged once)',
+                    path,
+                    exc.strerror or type(exc).__name__,
+                )
+        except Exception as exc:
+            note("snapshot", exc)
 
     def _before_fork(self) -> None:
         if self._running:
@@ -316,5 +368,5 @@ class GapDetector:
     def _at_exit(self) -> None:
         try:
             self.stop()
-        except Exception:
-            log.exception("spangap: error while stopping at exit")
+        except Exception as exc:  # stop() does not raise; a last guard at exit all the same
+            note("stop", exc)

@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from .faults import note
 from .scope import Scope
 
 LostFrom = dict[str, str]
@@ -62,17 +63,23 @@ class HandoffWatcher:
         def submit(
             self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
         ) -> Any:
-            lost = watcher._capture()
-            if lost is not None:
-                fn = _LostJob(fn, lost, watcher._by_thread)
+            try:
+                lost = watcher._capture()
+                if lost is not None:
+                    fn = _LostJob(fn, lost, watcher._by_thread)
+            except Exception as exc:
+                note("handoff_hook", exc)
             return orig_submit(self, fn, *args, **kwargs)
 
         def start(self: threading.Thread) -> None:
             # Only the application's own hand-offs: an executor starting its worker
             # threads (lazily, inside submit) is not one; the jobs are tracked instead.
-            lost = watcher._capture() if watcher._called_from_app() else None
-            if lost is not None:
-                watcher._threads[self] = lost
+            try:
+                lost = watcher._capture() if watcher._called_from_app() else None
+                if lost is not None:
+                    watcher._threads[self] = lost
+            except Exception as exc:
+                note("handoff_hook", exc)
             orig_start(self)
 
         submit.__wrapped__ = orig_submit  # type: ignore[attr-defined]
@@ -107,14 +114,16 @@ class HandoffWatcher:
                 "span_id": format(span_context.span_id, "016x"),
                 "submitter": self._submitter_site(),
             }
-        except Exception:
+        except Exception as exc:
+            note("handoff_hook", exc)
             return None
 
     def _called_from_app(self) -> bool:
         """Whether the code that called the hooked function is in scope."""
         try:
             return self._scope.info_of(sys._getframe(2)).in_scope
-        except Exception:
+        except Exception as exc:
+            note("handoff_hook", exc)
             return False
 
     def _submitter_site(self) -> str:
@@ -142,12 +151,13 @@ class _LostJob:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tid = threading.get_ident()
-        previous = self._by_thread.get(tid)
-        self._by_thread[tid] = self._lost
+        by_thread = self._by_thread
+        previous = by_thread.get(tid)
+        by_thread[tid] = self._lost
         try:
             return self._fn(*args, **kwargs)
         finally:
             if previous is None:
-                self._by_thread.pop(tid, None)
+                by_thread.pop(tid, None)
             else:
-                self._by_thread[tid] = previous
+                by_thread[tid] = previous

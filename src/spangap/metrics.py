@@ -165,6 +165,7 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         internal_errors=Counter(
             f"{p}spangap_internal_errors",
             "Errors caught inside the detector (it degrades instead of failing the host).",
+            ["kind"],
             registry=reg,
         ),
         interval=Gauge(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 from .activations import Activations
 from .aggregate import Aggregate
 from .budget import OverheadBudget
+from .faults import note
 from .frames import current_frames
 from .spanstate import SpanStateReader
 from .tasks import TaskSampler
@@ -79,7 +81,6 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the tracker is used by one thread at a time
         self._errors_in_a_row = 0
-        self._logged_error = False
         self._rng = random.Random()
         # every thread's innermost frame, read safely (frames.py); replaceable by a benchmark
         self._current_frames = current_frames
@@ -100,7 +101,7 @@ class Sampler:
         # Bounded: a stuck tick must not hang the host's shutdown; skip the last sample.
         if not self._lock.acquire(timeout=timeout):
             log.error("spangap: sampler did not stop within %.0f s; last sample skipped", timeout)
-            self._aggregate.count_error()
+            note("stop")
             return
         try:
             cpu_start = time.thread_time()  # this thread's: the caller's, not the sampler's
@@ -277,17 +278,12 @@ class Sampler:
             self._on_error()
 
     def _on_error(self) -> None:
+        """Called in an ``except`` block: note the error (faults.py) and start afresh."""
         self._errors_in_a_row += 1
+        note("sampler", sys.exc_info()[1])
         try:
-            self._aggregate.count_error()
             self._tracker.forget()
             if self._tasks is not None:
                 self._tasks.forget()
-            if not self._logged_error:
-                self._logged_error = True
-                log.exception(
-                    "spangap: internal error in the sampler (counted in "
-                    "spangap_internal_errors_total; logged once)"
-                )
-        except Exception:
-            pass
+        except Exception as exc:
+            note("sampler", exc)

@@ -28,6 +28,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from .faults import note
+
 
 class SpanStateReader(Protocol):
     """Answers, for a set of threads, which of them execute under an active span."""
@@ -57,8 +59,14 @@ def span_is_active(otel_ctx: object) -> bool:
 
 
 def span_is_valid(span: object) -> bool:
-    """True for a span with a valid span context."""
-    return isinstance(span, Span) and bool(span.get_span_context().is_valid)
+    """True for a span with a valid span context. A span whose ``get_span_context()``
+    raises (a broken custom span) counts as valid: the application made it current, so
+    its work is instrumented, if badly; the error is counted (faults.py)."""
+    try:
+        return isinstance(span, Span) and bool(span.get_span_context().is_valid)
+    except Exception as exc:
+        note("span_read", exc)
+        return True
 
 
 def forget_ended(table: dict[int, Any], alive: Container[int]) -> None:
@@ -75,9 +83,7 @@ def active_span_of(otel_ctx: object) -> Span | None:
     if not isinstance(otel_ctx, dict):
         return None
     span = otel_ctx.get(_SPAN_KEY)
-    if isinstance(span, Span) and span.get_span_context().is_valid:
-        return span
-    return None
+    return span if isinstance(span, Span) and span_is_valid(span) else None
 
 
 def plain_span_types() -> tuple[tuple[type, ...], type] | None:
@@ -184,18 +190,18 @@ class HookReader:
 
         def attach(ctx: Any) -> Any:
             token = orig_attach(ctx)
-            try:  # noqa: SIM105 - cheaper than contextlib.suppress on the app's hot path
+            try:
                 by_thread[get_ident()] = get_current()
-            except Exception:
-                pass
+            except Exception as exc:
+                note("attach_hook", exc)
             return token
 
         def detach(token: Any) -> None:
             orig_detach(token)
-            try:  # noqa: SIM105
+            try:
                 by_thread[get_ident()] = get_current()
-            except Exception:
-                pass
+            except Exception as exc:
+                note("attach_hook", exc)
 
         self._attach, self._detach = attach, detach
         runtime.attach = attach
