@@ -4,10 +4,13 @@ The answer is a value, or one error naming what is wrong."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -154,3 +157,153 @@ def test_any_gapreport_show_arguments_exit_cleanly(args: list[str], good: bool) 
     if code == 2:
         # the last line names the problem (an argument may hold a carriage return)
         assert message.rstrip("\n").split("\n")[-1].startswith("gapreport"), message
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``gapreport argv`` in this process: (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from spangap.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: usage and one "error:" line
+            code = exc.code if isinstance(exc.code, int) else 2
+    return code, err.getvalue()
+
+
+def assert_clean_exit(argv: list[str], code: int, message: str) -> None:
+    assert "Traceback" not in message, message
+    assert code in (0, 2), (argv, code, message)
+    if code == 2:  # the last line names the problem
+        assert message.rstrip("\n").split("\n")[-1].startswith("gapreport"), message
+
+
+@pytest.fixture(scope="module")
+def metrics_url() -> Iterator[str]:
+    """A real /metrics page with a detector's metrics on it."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from spangap.metrics import metric_set
+
+    registry = CollectorRegistry()
+    metric_set(registry, "").operations.labels("app:handler", "no_span").inc(3)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    yield f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+TOP_FLAGS = [
+    "--range",
+    "--selector",
+    "--watch",
+    "--timeout",
+    "--top",
+    "--sort",
+    "--format",
+    "--prefix",
+    "--url",
+]
+RUN_FLAGS = [
+    "--threshold-ms",
+    "--interval-ms",
+    "--include",
+    "--exclude",
+    "--metrics-port",
+    "--snapshot",
+    "--top",
+    "--sort",
+    "--format",
+]
+text_or_number = st.one_of(
+    st.text(max_size=12), st.floats().map(str), st.integers(-5, 100).map(str)
+)
+
+
+@FUZZ
+@seed(25)
+@given(data=st.data())
+def test_any_gapreport_top_arguments_exit_cleanly(metrics_url: str, data: st.DataObject) -> None:
+    """``gapreport top`` on a live page, a closed port, a bad URL or a Prometheus that is
+    not there, with random options: a report, or exit code 2 and one line."""
+    url = data.draw(
+        st.sampled_from(
+            [metrics_url, f"http://127.0.0.1:{closed_port()}/metrics", "nonsense", "ftp://x/"]
+        )
+    )
+    argv = ["top", data.draw(st.sampled_from(["--url", "--prometheus"])), url]
+    for _ in range(data.draw(st.integers(0, 4))):
+        flag = data.draw(st.sampled_from(TOP_FLAGS))
+        value = data.draw(text_or_number)
+        if flag == "--watch":  # a valid interval would redraw until interrupted
+            with contextlib.suppress(ValueError):
+                if float(value) > 0:
+                    continue
+        argv += [flag, value]
+    argv += ["--timeout", "2"]
+    code, message = run_cli(argv)
+    assert_clean_exit(argv, code, message)
+
+
+@FUZZ
+@seed(25)
+@given(data=st.data())
+def test_any_gapreport_dashboard_arguments_exit_cleanly(data: st.DataObject) -> None:
+    """``gapreport dashboard`` with random titles, data sources, prefixes and outputs (a
+    file, a directory, a path under a missing directory)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["dashboard"]
+        for _ in range(data.draw(st.integers(0, 4))):
+            flag = data.draw(st.sampled_from(["--title", "--datasource", "--prefix", "-o"]))
+            if flag == "-o":
+                value = data.draw(
+                    st.sampled_from([f"{tmp}/d.json", tmp, f"{tmp}/missing/d.json", ""])
+                )
+            else:
+                value = data.draw(st.text(max_size=20))
+            argv += [flag, value]
+        code, message = run_cli(argv)
+    assert_clean_exit(argv, code, message)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@seed(25)
+@given(data=st.data())
+def test_any_gapreport_run_options_exit_cleanly(tmp_path_factory, data: st.DataObject) -> None:
+    """``gapreport run`` with random options before a real (empty) script, in a process
+    of its own: the script runs and the report is printed, or exit code 2 and one line."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("run")
+    (work / "app.py").write_text("print('app ran')\n")
+    argv: list[str] = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        flag = data.draw(st.sampled_from(RUN_FLAGS))
+        value = data.draw(text_or_number.filter(lambda v: "\x00" not in v))
+        argv += [flag, str(work / "s" / value) if flag == "--snapshot" else value]
+    done = subprocess.run(
+        [sys.executable, "-m", "spangap.cli", "run", *argv, "app.py"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=60,
+    )
+    assert_clean_exit(argv, done.returncode, done.stderr)
+    if done.returncode == 0:
+        assert "app ran" in done.stdout

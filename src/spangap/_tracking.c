@@ -42,7 +42,7 @@
 
 #define WAIT_LOG_LIMIT 4096
 #define EXAMPLE_DEPTH 40
-#define CACHE_LIMIT 200000
+#define CACHE_LIMIT 20000  /* code objects kept (and referenced); then it starts over */
 
 typedef struct {
     PyObject *code; /* strong; NULL = empty */

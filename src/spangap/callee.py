@@ -31,7 +31,7 @@ _NAME_LOADS = frozenset(
     }
 )
 _TRANSPARENT = frozenset({"PRECALL", "PUSH_NULL", "KW_NAMES", "CACHE", "COPY_FREE_VARS"})
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 20_000  # code objects whose call names are kept; then it starts over
 
 
 class CalleeNames:

@@ -159,7 +159,7 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         samples=Counter(f"{p}spangap_samples", "Sampling ticks taken.", registry=reg),
         sites_dropped=Counter(
             f"{p}spangap_sites_dropped",
-            'Distinct sites beyond max_sites, folded into site="__other__".',
+            'Distinct sites beyond max_sites, folded into site="__other__" (counted up to 10,000).',
             registry=reg,
         ),
         internal_errors=Counter(
@@ -197,6 +197,11 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     )
 
 
+#: Distinct sites folded into ``__other__`` that are told apart (and counted); beyond,
+#: the count stops growing rather than spangap's memory.
+DROPPED_LIMIT = 10_000
+
+
 class SiteBound:
     """Maps sites to label values: the first ``max_sites`` keep their name."""
 
@@ -212,7 +217,7 @@ class SiteBound:
         if len(self._known) < self._max:
             self._known.add(site)
             return site, False
-        if site in self._dropped:
+        if site in self._dropped or len(self._dropped) >= DROPPED_LIMIT:
             return OTHER_SITE, False
         self._dropped.add(site)
         return OTHER_SITE, True

@@ -67,7 +67,9 @@ _RESUMABLE = (
 )
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
-_CACHE_LIMIT = 200_000
+#: Code objects classified and kept; beyond, the cache starts over (a program generating
+#: code without end must not grow spangap's memory). About 10 MB when full.
+_CACHE_LIMIT = 20_000
 
 
 class CodeInfo:
