@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-nox.options.sessions = ["lint", "tests", "sanitizers"]
+nox.options.sessions = ["lint", "tests", "sanitizers", "unsupported"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
@@ -105,3 +105,17 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "dashboards")
     session.run("ruff", "format", "--check", "src", "tests")
     session.run("mypy")
+
+
+@nox.session(python="pypy3")
+def unsupported(session: nox.Session) -> None:
+    """On an interpreter spangap does not support (PyPy, Debian's), ``import spangap``
+    and ``enable_gap_detector()`` must work and leave the program alone. spangap cannot
+    be installed there (requires-python), so it is imported from the source tree, with
+    the two libraries it then touches."""
+    session.install("opentelemetry-api", "prometheus-client", "pytest")
+    env = {"PYTHONPATH": str(Path("src").resolve())}
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_runtime.py",
+        *session.posargs, env=env,
+    )

@@ -260,6 +260,12 @@ def _snapshot_path(args: argparse.Namespace) -> str:
 
 
 def _run_run(args: argparse.Namespace) -> int:
+    from spangap.runtime import unsupported_reason
+
+    reason = unsupported_reason()
+    if reason is not None:  # nothing to run the program under
+        raise CliError(f"run: {reason}")
+
     from spangap import enable_gap_detector
     from spangap.options import OptionError
 
