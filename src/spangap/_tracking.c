@@ -600,7 +600,9 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double gone)
         PyObject *pair = example_of(t, pos);
         Py_SETREF(example, pair ? PyObject_CallOneArg(self->example, pair) : NULL);
         Py_XDECREF(pair);
-        if (example == NULL || PySet_Add(self->exampled, call->info) < 0)
+        if (PySet_GET_SIZE(self->exampled) >= CACHE_LIMIT && PySet_Clear(self->exampled) < 0)
+            exampled = -1; /* bounded like the code cache: an example again costs little */
+        else if (example == NULL || PySet_Add(self->exampled, call->info) < 0)
             exampled = -1;
     }
     PyObject *record = NULL;

@@ -64,6 +64,7 @@ MAX_CORRECTION_OF_THRESHOLD = 0.48
 _WAIT_LOG_LIMIT = 4096
 _EXAMPLE_DEPTH = 40
 _WAIT_NAMES_LIMIT = 4096
+_EXAMPLED_LIMIT = 20_000  # code objects whose operations had an example (== C CACHE_LIMIT)
 
 
 def native_tracking_available() -> bool:
@@ -679,6 +680,8 @@ class CallTracker:
             parent.child_s += dark
         example = None
         if call.info not in self._exampled:
+            if len(self._exampled) >= _EXAMPLED_LIMIT:
+                self._exampled.clear()  # bounded like the code cache (the C one's too)
             self._exampled.add(call.info)
             example = _example(track.stack[: pos + 1], track.infos[: pos + 1])
         self._pending.append(
