@@ -117,6 +117,8 @@ def run_once(name: str, label: str, args: argparse.Namespace, tally: Tally) -> N
             str(Path(tmp) / "snapshot.json"),
             "--shutdown-timeout",
             str(args.stall_s * 2),
+            "--startup-timeout",
+            str(args.stall_s / 2),
         ]
         env = dict(os.environ, PYTHONFAULTHANDLER="1")
         start = time.monotonic()

@@ -47,7 +47,11 @@ class Example:
 
 
 def start(
-    name: str, cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+    name: str,
+    cmd: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = STARTUP_TIMEOUT_S,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start ``cmd`` (with ``env`` added to this environment) and wait for its
     ``listening on URL`` line; return the process and URL.
@@ -70,7 +74,7 @@ def start(
                 urls.put(line.removeprefix("listening on ").strip())
 
     threading.Thread(target=pump, name=f"{name}-stdout", daemon=True).start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    deadline = time.monotonic() + startup_timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             with contextlib.suppress(queue.Empty):
@@ -81,7 +85,7 @@ def start(
     if proc.poll() is not None:
         raise RuntimeError(f"{name} exited with code {proc.returncode} before listening")
     stop(proc)
-    raise RuntimeError(f"{name} did not start listening in {STARTUP_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"{name} did not start listening in {startup_timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
@@ -126,6 +130,10 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
     parser.add_argument(
         "--shutdown-timeout", type=float, default=SHUTDOWN_TIMEOUT_S, help=argparse.SUPPRESS
     )
+    # How long a server gets to start listening; the soak gives more on a loaded machine.
+    parser.add_argument(
+        "--startup-timeout", type=float, default=STARTUP_TIMEOUT_S, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     snapshot = args.snapshot.resolve()
 
@@ -135,7 +143,9 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
 
     upstream_cmd = [sys.executable, "upstream.py", "--port", "0"]
     try:
-        upstream, upstream_url = start("upstream", upstream_cmd, example.directory)
+        upstream, upstream_url = start(
+            "upstream", upstream_cmd, example.directory, startup_timeout=args.startup_timeout
+        )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -143,7 +153,11 @@ def main(example: Example, description: str, argv: Sequence[str] | None = None) 
     try:
         measurement = {"SPANGAP_MAX_OVERHEAD": os.environ.get("SPANGAP_MAX_OVERHEAD", "1")}
         shop, shop_url = start(
-            "shop", [*shop_cmd, "--upstream", upstream_url], example.directory, measurement
+            "shop",
+            [*shop_cmd, "--upstream", upstream_url],
+            example.directory,
+            measurement,
+            startup_timeout=args.startup_timeout,
         )
         run_load(example, shop_url, args.requests)
         code = stop(shop, args.shutdown_timeout)
