@@ -3,6 +3,7 @@ names its dark functions."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,14 +92,14 @@ def test_report_names_the_dark_functions_only(tmp_path: Path) -> None:
     prog = write_program(tmp_path)
     proc = measure("run", "--snapshot", "s.json", str(prog), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "__main__:load_rows" in proc.stderr
+    assert "prog:load_rows" in proc.stderr  # named after the script, not __main__
     assert "spanned_handler" not in proc.stderr
     assert all(len(line) <= 80 for line in proc.stderr.splitlines())
     snap = Snapshot.load(tmp_path / "s.json")
     counts = {s.site: s.count for s in snap.sites}
     # 6 pool jobs plus 3 calls from a thread that ran after main() had returned.
-    assert counts["__main__:load_rows"] == 9
-    assert "__main__:spanned_handler" not in counts
+    assert counts["prog:load_rows"] == 9
+    assert "prog:spanned_handler" not in counts
     assert "gapreport show s.json" in proc.stderr
 
 
@@ -112,7 +113,7 @@ def test_run_module(tmp_path: Path) -> None:
     proc = measure("run", "--snapshot", "m.json", "-m", "shopapp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     counts = {s.site: s.count for s in Snapshot.load(tmp_path / "m.json").sites}
-    assert counts == {"__main__:fetch": 4}
+    assert counts == {"shopapp.__main__:fetch": 4}  # the module's own name
 
 
 def test_uncaught_exception_keeps_python_behaviour(tmp_path: Path) -> None:
@@ -138,3 +139,64 @@ def test_missing_script_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc = gapreport("run", "nope.py", cwd=tmp_path)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+#: A valid value, other than the default, for every option that has an environment twin,
+#: as text (the variable) and as the value the detector then runs with.
+ENV_VALUES: dict[str, tuple[str, object]] = {
+    "threshold_ms": ("20", 20.0),
+    "interval_ms": ("4", 4.0),
+    "include": ("app,shop.*", ["app", "shop.*"]),
+    "exclude": ("shop.skip", ["shop.skip"]),
+    "idle_functions": ("app:idle", ["app:idle"]),
+    "max_sites": ("7", 7),
+    "metrics_port": ("0", 0),
+    "metrics_addr": ("localhost", "localhost"),
+    "metric_prefix": ("myapp_", "myapp_"),
+    "snapshot_path": ("from-env.json", "from-env.json"),
+    "snapshot_interval_s": ("30", 30.0),
+    "entry_module": ("app", "app"),
+    "context_reader": ("python", "python"),
+    "liveness": ("sampled", "sampled"),
+    "tracker": ("python", "python"),
+    "max_overhead": ("0.5", 0.5),
+    "coverage_window_s": ("30", 30.0),
+}
+
+SHOW_OPTIONS = """
+import dataclasses, json, spangap
+options = dataclasses.asdict(spangap.enable_gap_detector().options)
+options.pop("registry")
+print("OPTIONS " + json.dumps(options))
+"""
+
+
+def options_seen(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("OPTIONS "))
+    seen: dict[str, object] = json.loads(line.removeprefix("OPTIONS "))
+    return seen
+
+
+def test_gapreport_run_honours_every_spangap_variable_and_its_flags_win(tmp_path: Path) -> None:
+    from spangap.options import OPTION_NAMES
+
+    assert set(ENV_VALUES) == set(OPTION_NAMES) - {"registry"}, "a new option needs a value here"
+    (tmp_path / "app.py").write_text(SHOW_OPTIONS)
+    env = {**os.environ, **{f"SPANGAP_{k.upper()}": text for k, (text, _) in ENV_VALUES.items()}}
+    cmd = [sys.executable, "-m", "spangap.cli", "run", "--quiet"]
+    seen = options_seen(run([*cmd, "app.py"], tmp_path, env))
+    for name, (_, value) in ENV_VALUES.items():
+        if name == "snapshot_path":  # made absolute before the program changes directory
+            assert seen[name] == str(tmp_path / "from-env.json")
+        else:
+            assert seen[name] == value, name
+    assert (tmp_path / "from-env.json").exists()
+
+    flags = ["--threshold-ms", "30", "--interval-ms", "3", "--include", "app"]
+    flags += ["--exclude", "other", "--metrics-port", "0", "--snapshot", "flag.json"]
+    seen = options_seen(run([*cmd, *flags, "app.py"], tmp_path, env))
+    assert (seen["threshold_ms"], seen["interval_ms"]) == (30.0, 3.0)
+    assert (seen["include"], seen["exclude"]) == (["app"], ["other"])
+    assert seen["snapshot_path"] == str(tmp_path / "flag.json")
+    assert seen["max_sites"] == 7  # no flag: the variable still applies

@@ -20,6 +20,7 @@ WORKERS = """
     import spangap
 
     trace.set_tracer_provider(TracerProvider())
+    # "__main__" still selects the script, whose sites are named after it (workers:...)
     detector = spangap.enable_gap_detector(include=["__main__"], snapshot_path=sys.argv[1])
 
     def dark_work():
@@ -39,7 +40,7 @@ WORKERS = """
         assert status == 0
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    labels = {"site": "__main__:dark_work", "cause": "no_span"}
+    labels = {"site": "workers:dark_work", "cause": "no_span"}
     detector.stop()
     print(json.dumps({
         "total": registry.get_sample_value("uninstrumented_operations_total", labels),

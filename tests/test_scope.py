@@ -6,6 +6,8 @@ import json
 import os
 import queue
 import sys
+import textwrap
+from pathlib import Path
 
 import opentelemetry.trace
 import pytest
@@ -122,3 +124,29 @@ def test_idle_waits_are_marked() -> None:
     import concurrent.futures
 
     assert info(scope, concurrent.futures.Future.result).idle == WORK
+
+
+def test_a_scripts_sites_are_named_after_the_script(tmp_path: Path) -> None:
+    """``python app.py`` with enable_gap_detector(): ``app:handler``, not ``__main__:``."""
+    import subprocess
+
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent(
+            """
+            import time, spangap
+            detector = spangap.enable_gap_detector(max_overhead=1)
+
+            def handler():
+                time.sleep(0.03)
+
+            for _ in range(3):
+                handler()
+            print(sorted(site for site, _ in detector.operation_counts()))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['app:handler']"

@@ -234,7 +234,8 @@ def _run_target(args: argparse.Namespace) -> _Target:
 
 
 def _detector_options(args: argparse.Namespace, snapshot_path: str) -> dict[str, object]:
-    """Only the options the user gave, so that environment variables and defaults apply."""
+    """Only the options the user gave, so that ``SPANGAP_*`` variables and the defaults
+    apply to the rest (flags win over variables)."""
     given = {
         "threshold_ms": args.threshold_ms,
         "interval_ms": args.interval_ms,
@@ -244,13 +245,16 @@ def _detector_options(args: argparse.Namespace, snapshot_path: str) -> dict[str,
     }
     options: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     options["snapshot_path"] = snapshot_path
-    options["entry_module"] = args.module_argv[0] if args.module_argv else None
+    if args.module_argv:
+        options["entry_module"] = args.module_argv[0]
     return options
 
 
 def _snapshot_path(args: argparse.Namespace) -> str:
     """Checked before the program runs, so a long run is not lost to a typo in a path."""
-    path: str = args.snapshot or f"spangap-{os.getpid()}.json"
+    path: str = (
+        args.snapshot or os.environ.get("SPANGAP_SNAPSHOT_PATH") or f"spangap-{os.getpid()}.json"
+    )
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CliError(f"run: snapshot directory does not exist: {directory}")

@@ -135,6 +135,30 @@ def _matches(module: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(module, p) or fnmatchcase(module, p + ".*") for p in patterns)
 
 
+def module_name(f_globals: dict[str, object]) -> str:
+    """The module's name, and for the program's main module the name it has when
+    imported: ``python -m shop.app`` gives ``shop.app``, ``python app.py`` gives ``app``
+    (a site named ``__main__:handler`` would say nothing in a fleet's dashboard). Code
+    run from ``-c`` or stdin stays ``__main__``."""
+    name = f_globals.get("__name__")
+    if not isinstance(name, str):
+        return "?"
+    if name != "__main__":
+        return name
+    try:
+        spec_name = getattr(f_globals.get("__spec__"), "name", None)
+    except Exception:
+        spec_name = None
+    if isinstance(spec_name, str) and spec_name:
+        return spec_name
+    file = f_globals.get("__file__")
+    if isinstance(file, str) and file.endswith(".py"):
+        stem = os.path.splitext(os.path.basename(file))[0]
+        if stem.isidentifier():
+            return stem
+    return name
+
+
 def detect_entry_package() -> str | None:
     """The top-level package that provides the program's entry point, if any.
 
@@ -188,13 +212,14 @@ class Scope:
         self._stdlib_names = frozenset(sys.stdlib_module_names)
         self._cache: dict[CodeType, CodeInfo] = {}
 
-    def info(self, code: CodeType, module: str) -> CodeInfo:
-        """The cached facts about ``code``; ``module`` is its frame's ``__name__``."""
+    def info(self, code: CodeType, module: str, main: bool = False) -> CodeInfo:
+        """The cached facts about ``code``; ``module`` is its module's name, ``main``
+        whether that module is the program's ``__main__`` (see :func:`module_name`)."""
         found = self._cache.get(code)
         if found is None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()  # dynamically generated code; start over rather than grow
-            found = self._cache[code] = self._classify(code, module)
+            found = self._cache[code] = self._classify(code, module, main)
         return found
 
     def info_of(self, frame: FrameType) -> CodeInfo:
@@ -202,15 +227,22 @@ class Scope:
         found = self._cache.get(frame.f_code)
         if found is not None:
             return found
-        return self.info(frame.f_code, frame.f_globals.get("__name__") or "?")
+        f_globals = frame.f_globals
+        raw = f_globals.get("__name__") or "?"
+        return self.info(frame.f_code, module_name(f_globals), main=raw == "__main__")
 
-    def in_scope(self, module: str, filename: str) -> bool:
-        """SPEC "in scope": the application's code, not the stdlib's, ours, or a dependency's."""
+    def in_scope(self, module: str, filename: str, main: bool = False) -> bool:
+        """SPEC "in scope": the application's code, not the stdlib's, ours, or a dependency's.
+        The program's main module matches ``__main__`` in include and exclude too."""
         if module == "spangap" or module.startswith("spangap."):
             return False
-        if self.exclude and _matches(module, self.exclude):
+        if self.exclude and (
+            _matches(module, self.exclude) or (main and _matches("__main__", self.exclude))
+        ):
             return False
-        if self.include and _matches(module, self.include):
+        if self.include and (
+            _matches(module, self.include) or (main and _matches("__main__", self.include))
+        ):
             return True
         top = module.split(".")[0]
         if self.entry_package is not None and top == self.entry_package:
@@ -224,14 +256,14 @@ class Scope:
             return False
         if not path:  # "<string>", "<stdin>": judge by module name alone; code that the
             # stdlib makes from strings names modules that do not exist (namedtuple_Point)
-            if module == "__main__":
+            if main or module == "__main__":
                 return True
             return top not in self._stdlib_names and module in sys.modules
         return True
 
-    def _classify(self, code: CodeType, module: str) -> CodeInfo:
+    def _classify(self, code: CodeType, module: str, main: bool) -> CodeInfo:
         qualname = getattr(code, "co_qualname", code.co_name)
-        in_scope = self.in_scope(module, code.co_filename)
+        in_scope = self.in_scope(module, code.co_filename, main)
         countable = in_scope and code.co_name not in _NOT_OPERATIONS
         info = CodeInfo(
             module, qualname, code.co_filename, code.co_firstlineno, in_scope, countable, 0
