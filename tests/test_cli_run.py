@@ -156,6 +156,7 @@ ENV_VALUES: dict[str, tuple[str, object]] = {
     "snapshot_path": ("from-env.json", "from-env.json"),
     "snapshot_interval_s": ("30", 30.0),
     "entry_module": ("app", "app"),
+    "native": ("off", "off"),
     "context_reader": ("python", "python"),
     "liveness": ("sampled", "sampled"),
     "tracker": ("python", "python"),

@@ -31,6 +31,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
         "SPANGAP_SNAPSHOT_PATH": "/tmp/s.json",
         "SPANGAP_SNAPSHOT_INTERVAL_S": "30",
         "SPANGAP_ENTRY_MODULE": "shop.cli",
+        "SPANGAP_NATIVE": "off",
         "SPANGAP_CONTEXT_READER": "python",
         "SPANGAP_LIVENESS": "sampled",
         "SPANGAP_TRACKER": "python",
@@ -48,6 +49,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
     assert (o.snapshot_path, o.snapshot_interval_s) == ("/tmp/s.json", 30.0)
     assert (o.entry_module, o.context_reader, o.coverage_window_s) == ("shop.cli", "python", 120)
     assert (o.liveness, o.tracker, o.max_overhead) == ("sampled", "python", 0.02)
+    assert o.native == "off"
 
 
 def test_keyword_arguments_win_over_the_environment() -> None:
@@ -92,3 +94,16 @@ def test_registry_is_accepted_only_in_code() -> None:
 
 def test_metrics_port_none_in_environment_means_off() -> None:
     assert resolve_options({}, environ={"SPANGAP_METRICS_PORT": ""}).metrics_port is None
+
+
+def test_native_off_takes_the_pure_python_path_unless_a_switch_is_given(start_detector) -> None:
+    detector = start_detector(native="off")
+    assert (detector.context_reader, detector.tracker, detector.liveness) == (
+        "python",
+        "python",
+        "sampled",
+    )
+    assert resolve_options({"native": "off", "tracker": "native"}).tracker == "native"
+    assert resolve_options({}, environ={"SPANGAP_NATIVE": "off"}).liveness == "sampled"
+    with pytest.raises(OptionError, match=r"^native: must be one of auto, off"):
+        resolve_options({"native": "python"})

@@ -5,13 +5,15 @@ from .runtime import unsupported_reason
 if unsupported_reason() is None:
     from .detector import GapDetector, enable_gap_detector
     from .options import OptionError
+    from .snapshot import Snapshot, SnapshotError
 else:  # PyPy, a free-threaded or an untested CPython: off, said in one line (runtime.py)
     from .runtime import InertDetector as GapDetector  # type: ignore[assignment]
     from .runtime import enable_inert as enable_gap_detector  # type: ignore[assignment]
+    from .snapshot import Snapshot, SnapshotError
 
     class OptionError(ValueError):  # type: ignore[no-redef]
         """A bad option (never raised here: options are not read where spangap is off)."""
 
 
-__all__ = ["GapDetector", "OptionError", "enable_gap_detector"]
+__all__ = ["GapDetector", "OptionError", "Snapshot", "SnapshotError", "enable_gap_detector"]
 __version__ = "0.1.0"

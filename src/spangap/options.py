@@ -45,6 +45,9 @@ class Options:
     snapshot_path: str | None = None
     snapshot_interval_s: float = 60.0
     entry_module: str | None = None
+    native: str = "auto"
+    # Implementation switches, for tests and benchmarks (undocumented): ``native`` sets
+    # all three; one given explicitly wins over it.
     context_reader: str = "auto"
     liveness: str = "auto"
     tracker: str = "auto"
@@ -166,12 +169,15 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "snapshot_path": _optional(_text),
     "snapshot_interval_s": _float_in(0.1, 86_400.0),
     "entry_module": _optional(_text),
+    "native": _one_of(("auto", "off")),
     "context_reader": _one_of(_CONTEXT_READERS),
     "liveness": _one_of(_LIVENESS_MODES),
     "tracker": _one_of(_TRACKERS),
     "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
 }
+#: What ``native="off"`` chooses for each implementation switch.
+_PURE_PYTHON = {"context_reader": "python", "liveness": "sampled", "tracker": "python"}
 # Options that only make sense in code, not in an environment variable.
 _NO_ENV_TWIN = frozenset({"registry"})
 
@@ -193,6 +199,9 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
             values[name] = _PARSERS[name](name, kwargs[name])
         elif name not in _NO_ENV_TWIN and env_name in env:
             values[name] = _PARSERS[name](env_name, env[env_name])
+    if values.get("native") == "off":  # the pure-Python path, except where set explicitly
+        for name, python in _PURE_PYTHON.items():
+            values.setdefault(name, python)
     options = Options(**values)
     if options.interval_ms > options.threshold_ms / 2:
         raise OptionError(
