@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-nox.options.sessions = ["lint", "tests", "sanitizers", "unsupported"]
+nox.options.sessions = ["lint", "docs", "tests", "sanitizers", "unsupported"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
@@ -119,3 +119,10 @@ def unsupported(session: nox.Session) -> None:
         "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "tests/test_runtime.py",
         *session.posargs, env=env,
     )
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The docs site: a broken link or a missing page fails the build (strict)."""
+    session.install("mkdocs>=1.6", "mkdocs-material>=9")
+    session.run("mkdocs", "build", "--strict", "--quiet", env={"NO_MKDOCS_2_WARNING": "1"})

@@ -164,7 +164,8 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         ),
         internal_errors=Counter(
             f"{p}spangap_internal_errors",
-            "Errors caught inside the detector (it degrades instead of failing the host).",
+            "Errors caught inside the detector, by kind (sampler, span_read, attach_hook, "
+            "handoff_hook, scrape, snapshot, fork, stop); it degrades, the host is unaffected.",
             ["kind"],
             registry=reg,
         ),

@@ -176,6 +176,48 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
 }
+#: The documentation of every option a user sets (docs/reference.md and the README's
+#: table are generated from it: ``python -m spangap.reference``): default as shown, meaning.
+OPTION_DOCS: dict[str, tuple[str, str]] = {
+    "threshold_ms": ("`10`", "shortest call that counts (0.1 – 3,600,000)"),
+    "interval_ms": (
+        "`5`",
+        "shortest time between samples; at most `threshold_ms / 2`. The overhead budget "
+        "widens it when needed",
+    ),
+    "max_overhead": (
+        "`0.01`",
+        "CPU budget of the sampler, as a share of one core (0.001 – 1; `1` = no budget, "
+        "always `interval_ms`)",
+    ),
+    "include": ("—", "module globs forced in scope (`shop` also covers `shop.*`)"),
+    "exclude": ("—", "module globs forced out of scope; wins over `include`"),
+    "idle_functions": ("—", "`module:qualname` globs added to the idle waits"),
+    "max_sites": ("`200`", "distinct `site` label values; the rest fold into `__other__`"),
+    "registry": ("global", "prometheus-client `CollectorRegistry` (code only, no variable)"),
+    "metrics_port": (
+        "off",
+        "serve `/metrics` on this port (0 = any free port, see `detector.metrics_port`)",
+    ),
+    "metrics_addr": ("`127.0.0.1`", "address for `metrics_port`"),
+    "metric_prefix": ("empty", "prepended to every metric name, e.g. `reveried_`"),
+    "snapshot_path": (
+        "off",
+        "write the JSON snapshot here every `snapshot_interval_s` and at exit "
+        "(`gapreport run`: `spangap-<pid>.json`)",
+    ),
+    "snapshot_interval_s": ("`60`", "seconds between snapshots"),
+    "entry_module": ("detected", "the program's entry module (its package is in scope)"),
+    "native": (
+        "`auto`",
+        "`auto`: the C extension's context reader, call tracker and liveness watcher where "
+        "built; `off`: the pure-Python path",
+    ),
+    "coverage_window_s": ("`60`", "sliding window of the `span_coverage_ratio` gauge"),
+}
+#: Implementation switches for tests and benchmarks, left out of the documentation.
+UNDOCUMENTED = frozenset({"context_reader", "liveness", "tracker"})
+
 #: What ``native="off"`` chooses for each implementation switch.
 _PURE_PYTHON = {"context_reader": "python", "liveness": "sampled", "tracker": "python"}
 # Options that only make sense in code, not in an environment variable.
