@@ -97,7 +97,7 @@ def test_a_snapshot_path_that_cannot_be_written_costs_the_host_nothing(
     off = run_host(scenario, "off", tmp_path / "off", mount)
     on = run_host(scenario, "on", tmp_path / "on", mount)
     assert_host_unaffected(off, on)
-    assert errors_by_kind(tmp_path / "on").get("snapshot", 0) >= 2  # periodic, then stop()
+    assert errors_by_kind(tmp_path / "on").get("snapshot", 0) >= 1  # at stop(), if not before
     assert on.stderr.count("could not write snapshot") == 1, on.stderr
 
 
