@@ -15,9 +15,9 @@ import pytest
 
 import gt_workloads as w
 from conftest import counts_by_site
+from spangap.operation import CONTEXT_LOST, NO_SPAN
 from spangap.spanstate import runtime_context_var
 from spangap.tasks import TaskSampler
-from spangap.tracker import CONTEXT_LOST, NO_SPAN
 
 
 async def dark_await() -> None:

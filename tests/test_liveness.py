@@ -12,8 +12,9 @@ from types import FrameType
 import pytest
 
 from spangap.liveness import make_watcher, native_liveness_available
+from spangap.operation import Operation
 from spangap.scope import Scope
-from spangap.tracker import CallTracker, Operation
+from spangap.tracker import CallTracker
 
 pytestmark = pytest.mark.skipif(
     not native_liveness_available() and "CI" not in os.environ,

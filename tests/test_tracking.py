@@ -18,8 +18,9 @@ from types import FrameType
 
 import pytest
 
+from spangap.operation import Operation
 from spangap.scope import Scope
-from spangap.tracker import CallTracker, Operation, native_tracking_available
+from spangap.tracker import CallTracker, native_tracking_available
 
 pytestmark = pytest.mark.skipif(
     not native_tracking_available() and "CI" not in os.environ,

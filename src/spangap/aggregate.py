@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 
 from .metrics import OTHER_SITE, MetricSet, SiteBound
+from .operation import Operation
 from .options import Options
 from .snapshot import Counted, LostContext, SiteStats, Snapshot, Totals
-from .tracker import Operation
 
 _RESERVOIR = 512
 _TALLY_LIMIT = 64

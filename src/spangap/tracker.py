@@ -42,20 +42,18 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .callee import CalleeNames
 from .frames import back
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
+from .operation import CONTEXT_LOST, NO_SPAN, Operation
 from .scope import CodeInfo, Scope
 from .tasks import TaskEnd, TaskSample
 
 if TYPE_CHECKING:
     from ._liveness import Watcher as LivenessWatcher
     from ._tracking import ThreadTracker
-
-NO_SPAN = "no_span"
-CONTEXT_LOST = "context_lost"
 
 # The most the two half-gaps may add to a call's estimate, as a share of the threshold:
 # under one half, so that a call of at most half the threshold is never counted.
@@ -88,27 +86,6 @@ def use_native_tracking(mode: str) -> bool:
             "for this interpreter"
         )
     return False
-
-
-class Operation(NamedTuple):
-    """One uninstrumented operation: a completed dark call of an in-scope function.
-
-    ``example_stack`` is filled for the first operation of each code object only (the
-    findings keep one example per site)."""
-
-    site: str
-    file: str
-    line: int
-    cause: str
-    duration_s: float  # estimated wall time of the call
-    dark_s: float  # the part of it that was not idle
-    self_s: float  # dark_s minus time inside counted child operations
-    caller: str | None
-    thread: str
-    waited_in: str | None
-    end_time: float
-    example_stack: tuple[str, ...] | None
-    lost_from: Mapping[str, str] | None = None
 
 
 class _Call:
