@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The watcher's C API, which _tracking calls directly (shared by both extensions).
-LIVENESS_API = "src/spangap/_liveness_api.h"
+LIVENESS_API = "src/spangap/c/_liveness_api.h"
 
 
 class OptionalBuildExt(build_ext):
@@ -32,17 +32,17 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("spangap._native", ["src/spangap/_native.c"], optional=True),
+        Extension("spangap._native", ["src/spangap/c/_native.c"], optional=True),
         Extension(
             "spangap._liveness",
-            ["src/spangap/_liveness.c", "src/spangap/_gil.c"],
-            depends=[LIVENESS_API, "src/spangap/_gil.h"],
+            ["src/spangap/c/_liveness.c", "src/spangap/c/_gil.c"],
+            depends=[LIVENESS_API, "src/spangap/c/_gil.h"],
             optional=True,
         ),
         Extension(
             "spangap._tracking",
-            ["src/spangap/_tracking.c", "src/spangap/_stackwalk.c"],
-            depends=[LIVENESS_API, "src/spangap/_stackwalk.h"],
+            ["src/spangap/c/_tracking.c", "src/spangap/c/_stackwalk.c"],
+            depends=[LIVENESS_API, "src/spangap/c/_stackwalk.h"],
             optional=True,
         ),
     ],
