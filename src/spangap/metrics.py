@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from . import metric_names as names
+
 log = logging.getLogger("spangap")
 
 OTHER_SITE = "__other__"
@@ -110,88 +112,88 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     return MetricSet(
         before_collect=before_collect,
         operations=Counter(
-            f"{p}uninstrumented_operations",
+            p + names.OPERATIONS,
             "Calls of application functions that ran at least the threshold with no active span.",
             labels,
             registry=reg,
         ),
         seconds=Counter(
-            f"{p}uninstrumented_operation_seconds",
+            p + names.SECONDS,
             "Dark (non-idle) seconds of uninstrumented operations; nested operations overlap.",
             labels,
             registry=reg,
         ),
         self_seconds=Counter(
-            f"{p}uninstrumented_operation_self_seconds",
+            p + names.SELF_SECONDS,
             "Dark seconds of uninstrumented operations outside counted child operations; "
             "sums over sites without counting a second twice.",
             labels,
             registry=reg,
         ),
         duration=Histogram(
-            f"{p}uninstrumented_operation_duration_seconds",
+            p + names.DURATION,
             "Estimated duration of each uninstrumented operation.",
             labels,
             buckets=DURATION_BUCKETS,
             registry=reg,
         ),
         coverage_ratio=Gauge(
-            f"{p}span_coverage_ratio",
+            p + names.COVERAGE_RATIO,
             "Share of sampled, non-idle, in-scope execution time that ran under an active span, "
             "over the coverage window (NaN before anything was sampled).",
             registry=reg,
         ),
         in_scope_seconds=Counter(
-            f"{p}span_coverage_sampled_seconds",
+            p + names.SAMPLED_SECONDS,
             "Sampled non-idle in-scope execution time (coverage denominator).",
             registry=reg,
         ),
         spanned_seconds=Counter(
-            f"{p}span_coverage_spanned_seconds",
+            p + names.SPANNED_SECONDS,
             "The part of the sampled in-scope time that ran under an active span.",
             registry=reg,
         ),
         sampler_cpu=Counter(
-            f"{p}spangap_sampler_cpu_seconds",
+            p + names.SAMPLER_CPU,
             "CPU time used by the spangap sampler (its thread and the native liveness watcher).",
             registry=reg,
         ),
-        samples=Counter(f"{p}spangap_samples", "Sampling ticks taken.", registry=reg),
+        samples=Counter(p + names.SAMPLES, "Sampling ticks taken.", registry=reg),
         sites_dropped=Counter(
-            f"{p}spangap_sites_dropped",
+            p + names.SITES_DROPPED,
             'Distinct sites beyond max_sites, folded into site="__other__" (counted up to 10,000).',
             registry=reg,
         ),
         internal_errors=Counter(
-            f"{p}spangap_internal_errors",
+            p + names.INTERNAL_ERRORS,
             "Errors caught inside the detector, by kind (sampler, span_read, attach_hook, "
             "handoff_hook, scrape, snapshot, fork, stop); it degrades, the host is unaffected.",
             ["kind"],
             registry=reg,
         ),
         interval=Gauge(
-            f"{p}spangap_sampler_interval_seconds",
+            p + names.SAMPLER_INTERVAL,
             "The sampler's measured interval between ticks (mean of recent ticks).",
             registry=reg,
         ),
         stride=Gauge(
-            f"{p}spangap_sampler_stride",
+            p + names.SAMPLER_STRIDE,
             "Each tick examines one thread (and task) in this many, in rotation (1 = all); "
             "raised only when the interval alone cannot hold max_overhead.",
             registry=reg,
         ),
         overhead=Gauge(
-            f"{p}spangap_sampler_overhead_ratio",
+            p + names.SAMPLER_OVERHEAD,
             "CPU share of one core the sampler used over the last budget window.",
             registry=reg,
         ),
         max_overhead=Gauge(
-            f"{p}spangap_sampler_max_overhead_ratio",
+            p + names.SAMPLER_MAX_OVERHEAD,
             "The configured budget (max_overhead), as a share of one core.",
             registry=reg,
         ),
         over_budget=Gauge(
-            f"{p}spangap_sampler_over_budget",
+            p + names.SAMPLER_OVER_BUDGET,
             "1 when the sampler is at its slowest setting and still over max_overhead.",
             registry=reg,
         ),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import metric_names as names
+
 #: The quantile shown as "p95" everywhere.
 P95 = 0.95
 
@@ -49,47 +51,47 @@ class MetricNames:
 
     @property
     def operations(self) -> str:
-        return f"{self.prefix}uninstrumented_operations_total"
+        return f"{self.prefix}{names.OPERATIONS}_total"
 
     @property
     def seconds(self) -> str:
-        return f"{self.prefix}uninstrumented_operation_seconds_total"
+        return f"{self.prefix}{names.SECONDS}_total"
 
     @property
     def self_seconds(self) -> str:
-        return f"{self.prefix}uninstrumented_operation_self_seconds_total"
+        return f"{self.prefix}{names.SELF_SECONDS}_total"
 
     @property
     def duration_bucket(self) -> str:
-        return f"{self.prefix}uninstrumented_operation_duration_seconds_bucket"
+        return f"{self.prefix}{names.DURATION}_bucket"
 
     @property
     def sampled_seconds(self) -> str:
-        return f"{self.prefix}span_coverage_sampled_seconds_total"
+        return f"{self.prefix}{names.SAMPLED_SECONDS}_total"
 
     @property
     def spanned_seconds(self) -> str:
-        return f"{self.prefix}span_coverage_spanned_seconds_total"
+        return f"{self.prefix}{names.SPANNED_SECONDS}_total"
 
     @property
     def sampler_cpu(self) -> str:
-        return f"{self.prefix}spangap_sampler_cpu_seconds_total"
+        return f"{self.prefix}{names.SAMPLER_CPU}_total"
 
     @property
     def sampler_interval(self) -> str:
-        return f"{self.prefix}spangap_sampler_interval_seconds"
+        return f"{self.prefix}{names.SAMPLER_INTERVAL}"
 
     @property
     def samples(self) -> str:
-        return f"{self.prefix}spangap_samples_total"
+        return f"{self.prefix}{names.SAMPLES}_total"
 
     @property
     def sites_dropped(self) -> str:
-        return f"{self.prefix}spangap_sites_dropped_total"
+        return f"{self.prefix}{names.SITES_DROPPED}_total"
 
     @property
     def internal_errors(self) -> str:
-        return f"{self.prefix}spangap_internal_errors_total"
+        return f"{self.prefix}{names.INTERNAL_ERRORS}_total"
 
 
 @dataclass(frozen=True)
