@@ -135,7 +135,7 @@ def measure(
     if s._tasks is not None:
         s._tasks.sample = timed(totals, "tasks", s._tasks.sample)  # type: ignore[method-assign]
     s._reader.spanned_threads = timed(totals, "span_reader", s._reader.spanned_threads)  # type: ignore[method-assign]
-    s._aggregate.add_ticks = timed(totals, "add_ticks", s._aggregate.add_ticks)  # type: ignore[method-assign]
+    s._findings.add_ticks = timed(totals, "add_ticks", s._findings.add_ticks)  # type: ignore[method-assign]
     s._tick_safely = timed(totals, "tick", s._tick_safely)  # type: ignore[method-assign]
     s._current_frames = timed(totals, "current_frames", s._current_frames)
     clock = {name: getattr(time, name) for name in ("perf_counter", "thread_time")}

@@ -18,7 +18,7 @@ import pytest
 from grafanalib import core as G
 
 from spangap import cli
-from spangap.dashboard import (
+from spangap.report.dashboard import (
     DATASOURCE,
     PANEL_KEYS,
     SCHEMA_VERSION,

@@ -22,10 +22,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from prometheus_server import JOB, Fleet, Vector, fleet, require_prometheus  # noqa: F401
-from spangap.dashboard import dashboard_json
-from spangap.live import bucket_quantile
 from spangap.metrics import DURATION_BUCKETS
-from spangap.promql import MetricNames, Queries
+from spangap.report.dashboard import dashboard_json
+from spangap.report.promql import MetricNames, Queries
+from spangap.report.top import bucket_quantile
 
 RATE, RANGE = "5s", "60s"
 # Differences between an increase() over scrapes and a direct read a moment later:

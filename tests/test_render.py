@@ -7,7 +7,7 @@ import json
 import pytest
 
 from snapshot_factory import make_site, make_snapshot, varied_snapshot
-from spangap.render import render, sort_sites
+from spangap.report.render import render, sort_sites
 from spangap.snapshot import Counted, Snapshot
 
 LONG_SITE = "acme_enterprise.billing.repositories.postgres:OrderRepository.load_rows_for_customer"

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from prometheus_server import JOB, Detector, Fleet, fleet, free_port, wait_for  # noqa: F401
 from spangap import cli
-from spangap.live import bucket_quantile
+from spangap.report.top import bucket_quantile
 from test_prometheus import expr_of, keyed, substitute
 
 # --- one live process --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from spangap.render import FORMATS, SORT_KEYS, render
+from spangap.report.render import FORMATS, SORT_KEYS, render
 from spangap.snapshot import Snapshot, SnapshotError
 
 if TYPE_CHECKING:
@@ -431,30 +431,30 @@ def _add_top_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_top(args: argparse.Namespace) -> int:
-    from spangap import live
-    from spangap.promql import PromQLError, check_duration, parse_selector
+    from spangap.report import top
+    from spangap.report.promql import PromQLError, check_duration, parse_selector
 
     try:
         if args.url is not None:
             if args.selector is not None or args.range is not None:
                 raise CliError("top: --range and --selector go with --prometheus, not --url")
-            live.check_url(args.url, "--url")
+            top.check_url(args.url, "--url")
 
             def read() -> Snapshot:
-                return live.read_metrics(args.url, args.prefix, args.timeout)
+                return top.read_metrics(args.url, args.prefix, args.timeout)
 
         else:
             window = check_duration(args.range or "1h")
             matchers = parse_selector(args.selector) if args.selector else ""
-            live.check_url(args.prometheus, "--prometheus")
+            top.check_url(args.prometheus, "--prometheus")
 
             def read() -> Snapshot:
-                return live.read_prometheus(
+                return top.read_prometheus(
                     args.prometheus, window, matchers, args.prefix, args.timeout
                 )
 
         snapshot = read()
-    except (live.SourceError, PromQLError) as exc:
+    except (top.SourceError, PromQLError) as exc:
         raise CliError(f"top: {exc}") from None
     if args.watch is None:
         sys.stdout.write(_top_report(snapshot, args, watching=False))
@@ -464,7 +464,7 @@ def _run_top(args: argparse.Namespace) -> int:
 
 
 def _top_report(snapshot: Snapshot, args: argparse.Namespace, watching: bool) -> str:
-    from spangap.live import describe
+    from spangap.report.top import describe
 
     report = _report(snapshot, args, sys.stdout)
     if args.format == "json":
@@ -479,7 +479,7 @@ def _watch(
     read: Callable[[], Snapshot], snapshot: Snapshot | None, args: argparse.Namespace
 ) -> int:
     """Redraw like ``top`` until Ctrl-C; an endpoint that stops answering is retried."""
-    from spangap.live import SourceError
+    from spangap.report.top import SourceError
 
     # Clearing is for a terminal; in a pipe or file, frames follow one another.
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
@@ -503,7 +503,7 @@ def _watch(
 
 
 def _add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    from spangap.dashboard import DEFAULT_TITLE
+    from spangap.report.dashboard import DEFAULT_TITLE
 
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(
@@ -516,7 +516,7 @@ def _add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
-    from spangap.dashboard import dashboard_json
+    from spangap.report.dashboard import dashboard_json
 
     text = dashboard_json(title=args.title, datasource=args.datasource, prefix=args.prefix)
     if args.output is None:

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import start_http_server
 
 from .activations import Activations
-from .aggregate import Aggregate
 from .budget import OverheadBudget
 from .faults import FAULTS, note
+from .findings import Findings
 from .handoff import HandoffWatcher
 from .liveness import make_watcher
 from .metrics import metric_set
@@ -107,7 +107,7 @@ class GapDetector:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._metrics = metric_set(options.registry, options.metric_prefix)
-        self._aggregate = Aggregate(options, self._metrics)
+        self._findings = Findings(options, self._metrics)
         entry = options.entry_module.split(".")[0] if options.entry_module else None
         self._scope = Scope(
             options.include,
@@ -135,13 +135,13 @@ class GapDetector:
     def _build_sampler(self) -> None:
         """The per-process parts: findings, call tracker, task sampler, sampling thread."""
         options = self.options
-        self._aggregate = Aggregate(options, self._metrics)
+        self._findings = Findings(options, self._metrics)
         self._watcher = make_watcher(options.liveness, options.interval_s)
         self._tracker = CallTracker(
             self._scope,
             options.threshold_s,
             options.interval_s,
-            emit=self._aggregate.record,
+            emit=self._findings.record,
             thread_name=_thread_name,
             lost_context=self._handoff.lost_context,
             watcher=self._watcher,
@@ -155,7 +155,7 @@ class GapDetector:
         self._sampler = Sampler(
             self._tracker,
             self._reader,
-            self._aggregate,
+            self._findings,
             self._budget,
             self._periodic,
             tasks,
@@ -248,7 +248,7 @@ class GapDetector:
     def snapshot(self) -> Snapshot:
         """Everything found so far, as a snapshot document."""
         self._flush()
-        return self._aggregate.snapshot(self.options.interval_ms)
+        return self._findings.snapshot(self.options.interval_ms)
 
     def write_snapshot(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write the snapshot atomically; returns the path written."""
@@ -267,7 +267,7 @@ class GapDetector:
     def operation_counts(self) -> dict[tuple[str, str], int]:
         """Operation counts per (site, cause), as exported to Prometheus."""
         self._flush()
-        return self._aggregate.counts()
+        return self._findings.counts()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class GapDetector:
             return
         start = time.thread_time()
         if self._tracker.flush():
-            self._aggregate.add_cpu(time.thread_time() - start)
+            self._findings.add_cpu(time.thread_time() - start)
 
     def _flush_before_scrape(self) -> None:
         """The flush a scrape runs: a failure costs the scrape nothing (faults.py)."""
@@ -292,7 +292,7 @@ class GapDetector:
 
     def _drain_faults(self) -> None:
         """Count and log the errors noted since the last drain (faults.py)."""
-        FAULTS.drain(self._aggregate.count_error)
+        FAULTS.drain(self._findings.count_error)
 
     def _periodic(self, now: float) -> None:
         """Runs about once a second on the sampler thread."""
@@ -304,8 +304,8 @@ class GapDetector:
             self._write_snapshot_quietly(self._configured_snapshot_path())
 
     def _update_gauges(self) -> None:
-        self._aggregate.flush_tick_metrics()
-        coverage = self._aggregate.window_coverage()
+        self._findings.flush_tick_metrics()
+        coverage = self._findings.window_coverage()
         self._metrics.coverage_ratio.set(coverage if not math.isnan(coverage) else math.nan)
         self._metrics.interval.set(self._sampler.effective_interval_s)
         self._metrics.stride.set(self._budget.setting.stride)

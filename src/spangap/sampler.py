@@ -30,9 +30,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .activations import Activations
-from .aggregate import Aggregate
 from .budget import OverheadBudget
 from .faults import note
+from .findings import Findings
 from .frames import current_frames
 from .spanstate import SpanStateReader
 from .tasks import TaskSampler
@@ -58,7 +58,7 @@ class Sampler:
         self,
         tracker: CallTracker,
         reader: SpanStateReader,
-        aggregate: Aggregate,
+        findings: Findings,
         budget: OverheadBudget,
         periodic: Callable[[float], None],
         tasks: TaskSampler | None = None,
@@ -71,7 +71,7 @@ class Sampler:
         self._watcher_cpu = 0.0  # its CPU time already accounted
         self._tasks = tasks
         self._reader = reader
-        self._aggregate = aggregate
+        self._findings = findings
         self._budget = budget
         self._setting = budget.setting
         self._ticks = 0  # ticks not yet accounted
@@ -234,7 +234,7 @@ class Sampler:
         try:
             in_scope, spanned_s = self._tracker.take_coverage()
             ticks, self._ticks = self._ticks, 0
-            self._aggregate.add_ticks(now, ticks, in_scope, spanned_s, cpu_s)
+            self._findings.add_ticks(now, ticks, in_scope, spanned_s, cpu_s)
         except Exception:
             self._on_error()
 

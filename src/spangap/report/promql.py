@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import metric_names as names
+from .. import metric_names as names
 
 #: The quantile shown as "p95" everywhere.
 P95 = 0.95

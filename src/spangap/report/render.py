@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spangap.snapshot import SiteStats, Snapshot, Totals
+from ..snapshot import SiteStats, Snapshot, Totals
 
 SORT_KEYS = ("total", "self", "count", "p95")
 

@@ -1,7 +1,7 @@
 """``gapreport top``: the worst dark sites of a running process, or of a whole fleet.
 
 A process is read from its ``/metrics`` page; a fleet from Prometheus, with the same PromQL
-as the dashboard's ranking table (:mod:`spangap.promql`). Either way the result is a
+as the dashboard's ranking table (:mod:`spangap.report.promql`). Either way the result is a
 :class:`~spangap.snapshot.Snapshot`, so the report is the one ``gapreport show`` prints.
 Everything that can go wrong with an endpoint becomes a :class:`SourceError` whose text is
 one line for a person.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from spangap.promql import P95, MetricNames, Queries
-from spangap.snapshot import SiteStats, Snapshot, Totals
+from ..snapshot import SiteStats, Snapshot, Totals
+from .promql import P95, MetricNames, Queries
 
 #: Larger answers are not what either endpoint sends; reading stops there.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024

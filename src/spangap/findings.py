@@ -1,4 +1,4 @@
-"""Per-site aggregation of operations, the coverage window, and the metric updates.
+"""The findings: operations kept per site, the coverage window, and the metric updates.
 
 The sampler thread records operations here; readers (``snapshot()``, the exit hook)
 take the same lock to read a consistent view. Each ``(site, cause)`` keeps counts,
@@ -112,7 +112,7 @@ def _top(counter: Counter[str]) -> list[Counted]:
     return [Counted(name, n) for name, n in counter.most_common(_TOP)]
 
 
-class Aggregate:
+class Findings:
     """Everything the detector has found so far; thread-safe."""
 
     def __init__(self, options: Options, metrics: MetricSet) -> None:

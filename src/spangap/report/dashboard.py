@@ -1,7 +1,7 @@
 """The Grafana dashboard for spangap's metrics, generated with grafanalib.
 
 The dashboard is code so that its queries cannot drift from the metric names: the
-expressions come from :mod:`spangap.promql`, which ``gapreport top --prometheus`` uses
+expressions come from :mod:`spangap.report.promql`, which ``gapreport top --prometheus`` uses
 too, and ``dashboards/spangap.json`` is this module's output (a test regenerates it and
 compares). grafanalib builds the panels; :func:`_to_model` then writes them in the
 dashboard JSON model of :data:`SCHEMA_VERSION`, because grafanalib still emits the
@@ -18,7 +18,7 @@ from typing import Any
 from grafanalib import core as G  # type: ignore[import-untyped]
 from grafanalib._gen import DashboardEncoder  # type: ignore[import-untyped]
 
-from spangap.promql import P95, MetricNames, Queries
+from .promql import P95, MetricNames, Queries
 
 #: The dashboard JSON model written (see the README's "Grafana dashboard" section).
 SCHEMA_VERSION = 39
