@@ -1,44 +1,11 @@
 """The overhead budget: keep the sampler's own CPU near ``max_overhead`` of one core.
 
-The sampler's cost per second is roughly (fixed cost of a tick + cost per examined
-thread x threads examined) x ticks per second. Detection depends on how often each
-thread is examined. The budget has two knobs, turned in this order:
-
-1. the interval between ticks, from ``interval_ms`` up to 10x the threshold. Up to the
-   threshold detection is not reduced: a call of twice the threshold is still seen by
-   a sample early enough to be followed past the threshold by the liveness watcher.
-   Past that, a call of twice the threshold is seen early enough only with probability
-   (2 - 0.52) x threshold / interval; the watcher's look 0.52 of the threshold after
-   each tick (sampler.py) still tells whether a call seen once lasted long enough, but
-   the calls no tick saw are lost, and only longer operations are found reliably.
-   Widening the interval cuts both parts of the cost, so it comes first; it is also the
-   only knob for the part no stride reaches: each tick has to take the GIL, and beside
-   a busy event loop that releases and retakes the GIL for every socket call, getting
-   it costs the sampler several hundred
-   microseconds of futex wake-ups a tick (300-500 us, about as much as the tick's own
-   work: benchmarks/tick_cost.py --workload asyncio-http). A floor of 4x the threshold
-   could not hold 1% there;
-2. the stride, once the interval is at its widest: each tick examines one thread (and
-   task) in ``stride``, up to 8, in a rotation, so every thread is examined every
-   ``stride`` ticks and none is starved. With a stride, the interval comes back under
-   the widest by what a whole stride step would overshoot (stride 3 where 2.4 would do
-   ticks at 2.4/3 of the widest interval). It only cuts the per-thread part, which
-   dominates with hundreds of busy threads.
-
-At the floor (widest interval, largest stride) the budget cannot shrink the cost any
-further; if it is still over the budget it says so once in the log and in a gauge, and
-keeps sampling at the floor. The gauges ``spangap_sampler_interval_seconds`` and
-``spangap_sampler_stride`` show where the sampler stands.
-
-The controller works on one number, the slowdown ``factor`` = interval / interval_ms x
-stride: how much less often each thread is examined than at full rate. Over the budget,
-an update goes straight to the factor that would bring the measured share to 93% of the
-budget (the host should not pay for a slow approach); under it, the update moves only
-half way there (in log space), so that sampling speeds up cautiously. Differences under
-5% are ignored. A window's share is noisy (5-10% from one half-second to the next) and
-cuts are bolder than raises, so the held share settles a little under the aim, which is
-itself under the budget so that the share stays inside it. (A 90% aim with a 10% band
-settled 5-30% under the budget: sampling less than the budget pays for.)
+Two knobs, in this order: the interval between ticks (from ``interval_ms`` up to 10x the
+threshold), then the stride (each tick examines one thread and task in ``stride``, up to
+8, in rotation). The controller moves one number, the slowdown factor (interval /
+interval_ms x stride): straight down to 93% of the budget when over it, half way up when
+under. At the floor it logs once and sets ``spangap_sampler_over_budget``. Why these
+choices: docs/how-it-works.md, "The overhead budget, step by step".
 """
 
 from __future__ import annotations

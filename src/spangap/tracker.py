@@ -1,39 +1,13 @@
 """The call tracker: turns a series of stack samples into uninstrumented operations.
 
-Each sample gives, per thread, its innermost frame and whether its executing context has
-an active span. A call is followed by the identity of its frame object: it is alive from
-the first sample whose stack holds the frame to the last one. The tracker keeps the
-previous sample's frames (so their ``id()`` cannot be reused while compared) and walks
-each new stack only from the leaf up to the first frame it already knows.
-
-A tracked call ends when its frame is gone. It is an uninstrumented operation (SPEC)
-when it is an in-scope function, was dark at every sample that saw it, was not idle at
-every sample, and its estimated duration reaches the threshold. Duration is estimated
-as first-seen to last-seen plus half of the sampling gap on each side (the midpoint of
-what the samples leave open), the two halves together capped a little under half the
-threshold. With the native liveness watcher (liveness.py), "last seen" is the last
-moment the watcher saw the call running, which behind CPU-bound threads can be well
-after the last sample, and the gap after it ends where the watcher saw it return.
-The watcher also tells how long before a sample each thread's stack had not changed
-(it had not held the GIL since: ``Watcher.frozen_since``); a call first seen by that
-sample was running from then, and a call gone from it had returned by then.
-The cap is what makes short calls safe whatever the gaps: a call of at most
-threshold/2 spans at most threshold/2 between its first and last sighting, so its
-estimate stays under the threshold and it is never counted. One cap on the sum, rather
-than a quarter of the threshold on each side, gives the same guarantee and credits
-more of a long gap before the first sample, which is where gaps are long: behind
-CPU-bound threads an in-process sampler waits its turn for the GIL, and a call that
-began during that wait is first seen late.
-
-Nothing here takes locks or allocates per unchanged frame: this runs on every tick.
-Completed operations are not handed on one by one: they wait in a buffer until
-:meth:`CallTracker.flush` passes them on in one batch (about once a second, and before
-anything reads the findings), which keeps each one's cost on the hot path to a few
-microseconds. The thread path also exists in C (``_tracking.c``, chosen with the
-``tracker`` option): it follows these same rules and buffers the figures of each
-operation, which :meth:`CallTracker._from_native` turns into the same
-:class:`Operation`. This module stays the readable reference, and asyncio task stacks
-are followed here in both cases.
+A call is followed by the identity of its frame object from the first sample whose stack
+holds it to the last; each new stack is walked only from the leaf up to the first frame
+already known. A call that ends counts when it is in scope, was dark at every sample,
+was not idle throughout, and its estimated duration (with at most 0.48 of the threshold
+credited for the unseen ends) reaches the threshold. Operations are buffered and passed
+on in batches by :meth:`CallTracker.flush`. The thread path also exists in C
+(``c/_tracking.c``); this module is the readable reference and follows task stacks.
+Details: docs/how-it-works.md, "The call tracker".
 """
 
 from __future__ import annotations
