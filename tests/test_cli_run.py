@@ -31,7 +31,10 @@ PROGRAM = """
             time.sleep(0.03)
             return n * 2
 
+    printed = threading.Event()
+
     def late_worker():
+        printed.wait()  # outlives main(): its output always comes after main's
         time.sleep(0.2)
         for _ in range(3):
             load_rows(3)
@@ -42,7 +45,8 @@ PROGRAM = """
         pool = ThreadPoolExecutor(2)
         total = sum(len(f.result()) for f in [pool.submit(load_rows, i) for i in range(6)])
         total += sum(spanned_handler(i) for i in range(5))
-        print("total", total, "args", sys.argv[1:])
+        print("total", total, "args", sys.argv[1:], flush=True)
+        printed.set()
         return int(sys.argv[1]) if len(sys.argv) > 1 else 0
 
     if __name__ == "__main__":

@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from spangap.report.render import FORMATS, SORT_KEYS, render
-from spangap.snapshot import Snapshot, SnapshotError
+from .report.render import FORMATS, SORT_KEYS, render
+from .snapshot import Snapshot, SnapshotError
 
 if TYPE_CHECKING:
-    from spangap.detector import GapDetector
+    from .detector import GapDetector
 
 PROG = "gapreport"
 EXIT_USAGE = 2
@@ -264,14 +264,14 @@ def _snapshot_path(args: argparse.Namespace) -> str:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from spangap.runtime import unsupported_reason
+    from .runtime import unsupported_reason
 
     reason = unsupported_reason()
     if reason is not None:  # nothing to run the program under
         raise CliError(f"run: {reason}")
 
-    from spangap import enable_gap_detector
-    from spangap.options import OptionError
+    from . import enable_gap_detector
+    from .options import OptionError
 
     target = _run_target(args)
     shown_path = _snapshot_path(args)
@@ -431,8 +431,8 @@ def _add_top_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_top(args: argparse.Namespace) -> int:
-    from spangap.report import top
-    from spangap.report.promql import PromQLError, check_duration, parse_selector
+    from .report import top
+    from .report.promql import PromQLError, check_duration, parse_selector
 
     try:
         if args.url is not None:
@@ -464,7 +464,7 @@ def _run_top(args: argparse.Namespace) -> int:
 
 
 def _top_report(snapshot: Snapshot, args: argparse.Namespace, watching: bool) -> str:
-    from spangap.report.top import describe
+    from .report.top import describe
 
     report = _report(snapshot, args, sys.stdout)
     if args.format == "json":
@@ -479,7 +479,7 @@ def _watch(
     read: Callable[[], Snapshot], snapshot: Snapshot | None, args: argparse.Namespace
 ) -> int:
     """Redraw like ``top`` until Ctrl-C; an endpoint that stops answering is retried."""
-    from spangap.report.top import SourceError
+    from .report.top import SourceError
 
     # Clearing is for a terminal; in a pipe or file, frames follow one another.
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
@@ -503,7 +503,7 @@ def _watch(
 
 
 def _add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    from spangap.report.dashboard import DEFAULT_TITLE
+    from .report.dashboard import DEFAULT_TITLE
 
     parser.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(
@@ -516,7 +516,7 @@ def _add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
-    from spangap.report.dashboard import dashboard_json
+    from .report.dashboard import dashboard_json
 
     text = dashboard_json(title=args.title, datasource=args.datasource, prefix=args.prefix)
     if args.output is None:
