@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS_DIR = ROOT / "tests"
 CHILD_TIMEOUT_S = 600.0
 
 
@@ -30,19 +29,29 @@ SAMPLER_THREAD = "spangap-sampler"  # the detector's sampling thread, by name
 
 
 def prepare_child() -> None:
-    """Set a child process up like a traced service, with the ground truth importable.
+    """Set a child process up like a traced service.
 
-    ``tests/gt_workloads.py`` is test code, not an installed module. The workloads use
-    tracer providers of their own; the global SDK provider is installed only because a
-    real service has one, and without it the detector warns that every span is invalid.
+    The workloads (``gt_workloads.py`` beside the scripts) use tracer providers of their
+    own; the global SDK provider is installed only because a real service has one, and
+    without it the detector warns that every span is invalid.
     """
-    if str(TESTS_DIR) not in sys.path:
-        sys.path.insert(0, str(TESTS_DIR))
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(TracerProvider())
+
+
+def start_detector(probe: Any = None, **options: Any) -> Any:
+    """A started detector with ``options``, its sampler seen through ``probe``
+    (``spangap.sampler.SamplerProbe``): the benchmarks' injection point."""
+    from spangap.detector import GapDetector
+    from spangap.options import resolve_options
+
+    given = {"probe": probe} if probe is not None else {}  # --against: older code has none
+    detector = GapDetector(resolve_options(options), **given)
+    detector.start()
+    return detector
 
 
 def run_child(

@@ -1,4 +1,4 @@
-"""Bursts of spanned and dark asyncio handlers (tests/burst_workload.py) at three
+"""Bursts of spanned and dark asyncio handlers (burst_workload.py) at three
 budgets: what is counted of each site, against the calls made.
 
     python benchmarks/burst.py --repeats 5     # default budget, 0.001 and full rate
@@ -21,9 +21,9 @@ SITES = ("dark_handler", "fetch_dark", "spanned_handler", "fetch_spanned")
 
 def child(args: dict[str, Any]) -> None:
     prepare_child()
+    import burst_workload
     import prometheus_client
 
-    import burst_workload
     import spangap
 
     options: dict[str, Any] = {"registry": prometheus_client.CollectorRegistry()}

@@ -1,6 +1,6 @@
 """Detection quality: does spangap count the dark calls that really happened, and only those?
 
-Runs the ground-truth workloads of ``tests/gt_workloads.py`` in N threads at once under a
+Runs the ground-truth workloads of ``gt_workloads.py`` in N threads at once under a
 detector, then compares the detector's per-site counts with the durations the workloads
 recorded themselves. One row per setting (sampling interval, span-state reader, thread
 count, load); each row is measured ``--repeats`` times in fresh child processes and the
@@ -36,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -49,6 +50,7 @@ from _common import (
     prepare_child,
     run_child,
     run_in_threads,
+    start_detector,
 )
 
 THRESHOLD_MS = 10.0
@@ -141,16 +143,17 @@ def snapshot_p50(snapshot: Any, site: str) -> float:
 def measure(setting: Setting) -> dict[str, Any]:
     """Run the workload under a detector in this (fresh) process and summarise it."""
     prepare_child()
+    import gt_workloads as gt
     import prometheus_client
 
-    import gt_workloads as gt
     import spangap
 
     server = gt.DelayServer()
     gt.reset()
-    ticks = record_ticks() if setting.why_missed else []
+    ticks = TickTimes()
     start = time.perf_counter()
-    detector = spangap.enable_gap_detector(
+    detector = start_detector(
+        probe=ticks if setting.why_missed else None,
         registry=prometheus_client.CollectorRegistry(),
         include=[MODULE],
         exclude=list(HARNESS),
@@ -199,20 +202,19 @@ def explain(calls: list[tuple[str, float, float]], ticks: list[float]) -> dict[s
     return why_missed(calls, ticks, MAX_CORRECTION_OF_THRESHOLD)
 
 
-def record_ticks() -> list[float]:
-    """From now on, append the time of every sampler tick to the list returned (a
-    wrapper on the sampler's tick: for --why-missed only, never in the table's rows)."""
-    from spangap import sampler
+class TickTimes(list[float]):
+    """A sampler probe that notes the time of every tick (for --why-missed only, never
+    in the table's rows)."""
 
-    ticks: list[float] = []
-    tick = sampler.Sampler._tick_safely
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if part != "tick":
+            return fn
 
-    def timed_tick(self: Any, exclude: int | None) -> None:
-        ticks.append(time.perf_counter())
-        tick(self, exclude)
+        def tick(*args: Any, **kwargs: Any) -> Any:
+            self.append(time.perf_counter())
+            return fn(*args, **kwargs)
 
-    sampler.Sampler._tick_safely = timed_tick  # type: ignore[method-assign]
-    return ticks
+        return tick
 
 
 def why_missed(

@@ -4,7 +4,7 @@ Two workloads, each under a detector with a thread-CPU timer around each part of
 tick, around the sampler's sleep (what waking up and getting the GIL back costs it) and
 around the flush that hands counted operations on:
 
-- ``gt-mix``: the ground-truth mix of ``tests/gt_workloads.py`` (dark sleeps, socket
+- ``gt-mix``: the ground-truth mix of ``gt_workloads.py`` (dark sleeps, socket
   round trips, nested and partly spanned calls beside spanned work) in N threads;
 - ``asyncio-http``: the asyncio HTTP service of ``overhead.py`` under 1,000 keep-alive
   connections from a load generator in a second process, where every task moves
@@ -43,7 +43,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import HARNESS, emit, format_table, median, prepare_child, run_child, run_in_threads
+from _common import (
+    HARNESS,
+    emit,
+    format_table,
+    median,
+    prepare_child,
+    run_child,
+    run_in_threads,
+    start_detector,
+)
 from http_service import CONNECTIONS
 from overhead import serve_under_tool
 
@@ -65,19 +74,24 @@ def timed(totals: dict[str, int], name: str, fn: Callable[..., Any]) -> Callable
     return wrapper
 
 
-class TimedSleep:
-    """The liveness watcher as the sampler sees it, with its ``sleep`` timed. The tracker
-    keeps the watcher itself: it calls it through its C API."""
+class PartTimes:
+    """A sampler probe that adds each part's CPU time (ns) to ``totals``, under the part's
+    name (the task sample and the task tracker both as ``tasks``); with ``interval_ms``
+    the budget is pinned to that interval."""
 
-    def __init__(self, watcher: Any, totals: dict[str, int]) -> None:
-        object.__setattr__(self, "_watcher", watcher)
-        object.__setattr__(self, "sleep", timed(totals, "sleep", watcher.sleep))
+    def __init__(self, totals: dict[str, int], interval_ms: float | None) -> None:
+        self._totals = totals
+        self._interval_ms = interval_ms
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._watcher, name)
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if part == "budget":
+            if self._interval_ms is None:
+                return fn
+            from spangap.budget import Setting
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._watcher, name, value)
+            fixed = Setting(self._interval_ms / 1000, 1)
+            return lambda cpu_s, wall_s: fixed  # one interval throughout
+        return timed(self._totals, "tasks" if part == "task_tracker" else part, fn)
 
 
 def voluntary_switches(native_id: int | None) -> int:
@@ -104,49 +118,15 @@ def measure(
     prepare_child()
     import prometheus_client
 
-    import spangap
-    from spangap import sampler as sampler_module
-    from spangap.budget import OverheadBudget, Setting
-    from spangap.tracker import CallTracker
-
-    if interval_ms is not None:  # one interval throughout: the budget's choice set aside
-        fixed = Setting(interval_ms / 1000, 1)
-        OverheadBudget.update = lambda self, cpu_s, wall_s: fixed  # type: ignore[method-assign]
-
     totals: dict[str, int] = {}
-    CallTracker.flush = timed(totals, "flush", CallTracker.flush)  # type: ignore[method-assign]
-    start_sampler = sampler_module.Sampler.start
-
-    def start_timed(sampler: Any) -> None:  # the sampler sleeps in the watcher when there is one
-        if sampler._watcher is not None:
-            sampler._watcher = TimedSleep(sampler._watcher, totals)
-        start_sampler(sampler)
-
-    sampler_module.Sampler.start = start_timed  # type: ignore[method-assign]
-    detector = spangap.enable_gap_detector(
+    detector = start_detector(
+        probe=PartTimes(totals, interval_ms),
         registry=prometheus_client.CollectorRegistry(),
         include=["gt_workloads", "http_app"],
         exclude=[*HARNESS, "http_server", "http_load"],
         max_overhead=max_overhead,
     )
     s = detector._sampler
-    s._tracker.observe = timed(totals, "tracker", s._tracker.observe)  # type: ignore[method-assign]
-    s._tracker.observe_tasks = timed(totals, "tasks", s._tracker.observe_tasks)  # type: ignore[method-assign]
-    if s._tasks is not None:
-        s._tasks.sample = timed(totals, "tasks", s._tasks.sample)  # type: ignore[method-assign]
-    s._reader.spanned_threads = timed(totals, "span_reader", s._reader.spanned_threads)  # type: ignore[method-assign]
-    s._findings.add_ticks = timed(totals, "add_ticks", s._findings.add_ticks)  # type: ignore[method-assign]
-    s._tick_safely = timed(totals, "tick", s._tick_safely)  # type: ignore[method-assign]
-    s._current_frames = timed(totals, "current_frames", s._current_frames)
-    clock = {name: getattr(time, name) for name in ("perf_counter", "thread_time")}
-    sampler_module.time = type(  # type: ignore[assignment]
-        "Time",
-        (),
-        {
-            **{k: staticmethod(f) for k, f in clock.items()},
-            "sleep": staticmethod(timed(totals, "sleep", time.sleep)),
-        },
-    )
     while s.ident is None:
         time.sleep(0.001)
     sampler = next(t for t in threading.enumerate() if t.ident == s.ident)
@@ -182,9 +162,8 @@ def run_workload(workload: str, threads: int, seconds: float) -> int:
 def run_sleeps(threads: int, seconds: float, spanned: bool) -> int:
     """``threads`` threads calling the ground truth's ``dark_sleep`` (25 ms) over and
     over, each with no span or inside one long span; calls made."""
-    from opentelemetry import trace
-
     import gt_workloads as gt
+    from opentelemetry import trace
 
     tracer = trace.get_tracer("tick_cost")
     deadline = time.perf_counter() + seconds

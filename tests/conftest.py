@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 import gc
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +14,6 @@ from prometheus_client import CollectorRegistry
 
 import spangap
 from spangap.detector import GapDetector
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 # Tests run like a service that configured the SDK at start-up.
 if not isinstance(trace.get_tracer_provider(), TracerProvider):

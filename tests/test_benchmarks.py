@@ -13,19 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import detection
+import gil_wait
+import http_alternating
+import http_app
+import http_load
+import http_server
+import overhead
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import detection  # noqa: E402
-import gil_wait  # noqa: E402
-import http_alternating  # noqa: E402
-import http_app  # noqa: E402
-import http_load  # noqa: E402
-import http_server  # noqa: E402
-import overhead  # noqa: E402
-
 SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
 SPANNED = f"{detection.MODULE}:spanned_cm"
 
@@ -312,11 +309,7 @@ def test_span_hook_benchmark_times_spans_with_the_hook_really_installed() -> Non
     """span_hook.py: the rounds with the hook ran with the wrapper in place (it noted
     their span activations, with the frames running then), every mode has a figure per
     round, and the wrapper is gone after."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import span_hook
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    import span_hook
     from opentelemetry import context
 
     result = span_hook.measure(rounds=2, spans=200)

@@ -327,7 +327,9 @@ def test_an_operation_of_the_c_path_waited_where_most_of_its_samples_sat() -> No
 
     def waited_in(waits: list[tuple[object, int, int]]) -> str | None:
         record = (info, "no_span", None, 0.02, 0.02, 0.02, None, "t", waits, 1.0, None)
-        return tracker._from_native(*record).waited_in
+        from spangap._tracking import CompletedCall
+
+        return tracker._from_native(CompletedCall(record)).waited_in
 
     assert waited_in([(sleep, -1, 2), (recv, -1, 3), (sleep, -1, 2)]) == sleep.display
     assert waited_in([(recv, -1, 1), (sleep, -1, 1)]) == recv.display

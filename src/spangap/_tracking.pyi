@@ -2,9 +2,32 @@
 
 from collections.abc import Callable, Container, Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from ._liveness import Watcher
+
+class CompletedCall:
+    """A call that ended, as the C tracker passes it on."""
+
+    info: Any
+    cause: str
+    lost_from: Mapping[str, str] | None
+    duration: float
+    dark: float
+    self_s: float
+    caller: Any | None
+    thread: str
+    waits: list[tuple[Any, int, int]]
+    end_time: float
+    example: tuple[str, ...] | None
+
+class _Limits(Protocol):
+    @property
+    def code_cache(self) -> int: ...
+    @property
+    def wait_log(self) -> int: ...
+    @property
+    def example_depth(self) -> int: ...
 
 class ThreadTracker:
     interval: float
@@ -19,6 +42,8 @@ class ThreadTracker:
         threshold: float,
         interval: float,
         max_correction: float,
+        limits: _Limits,
+        idle_kinds: tuple[int, int, int],
         watcher: Watcher | None = None,
     ) -> None: ...
     def observe(
@@ -32,7 +57,7 @@ class ThreadTracker:
     ) -> None: ...
     def take_coverage(self) -> tuple[float, float]: ...
     def clear(self) -> None: ...
-    def take(self) -> list[tuple[Any, ...]]: ...
+    def take(self) -> list[CompletedCall]: ...
 
 def note_activation(
     threads: dict[int, Any], tasks: dict[Any, Any], tid: int, task: object

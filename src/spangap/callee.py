@@ -13,6 +13,8 @@ from __future__ import annotations
 import dis
 from types import CodeType
 
+from . import limits
+
 _CALLS = frozenset({"CALL", "CALL_FUNCTION_EX", "CALL_KW", "CALL_FUNCTION", "CALL_METHOD"})
 _NAME_LOADS = frozenset(
     {
@@ -31,7 +33,6 @@ _NAME_LOADS = frozenset(
     }
 )
 _TRANSPARENT = frozenset({"PRECALL", "PUSH_NULL", "KW_NAMES", "CACHE", "COPY_FREE_VARS"})
-_CACHE_LIMIT = 20_000  # code objects whose call names are kept; then it starts over
 
 
 class CalleeNames:
@@ -39,11 +40,12 @@ class CalleeNames:
 
     def __init__(self) -> None:
         self._maps: dict[CodeType, dict[int, str]] = {}
+        self._limit = limits.LIMITS.code_cache
 
     def name_at(self, code: CodeType, lasti: int) -> str:
         calls = self._maps.get(code)
         if calls is None:
-            if len(self._maps) >= _CACHE_LIMIT:
+            if len(self._maps) >= self._limit:
                 self._maps.clear()
             calls = self._maps[code] = _call_names(code)
         return calls.get(lasti, "")

@@ -21,7 +21,7 @@ from .handoff import HandoffWatcher
 from .liveness import make_watcher
 from .metrics import metric_set
 from .options import Options, resolve_options
-from .sampler import Sampler
+from .sampler import Sampler, SamplerProbe
 from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
 from .spanstate import make_reader, runtime_context_var
@@ -104,8 +104,10 @@ def sdk_configured() -> bool:
 class GapDetector:
     """A running detector: a sampler thread, its findings, and their exporters."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, probe: SamplerProbe | None = None) -> None:
+        """``probe``: an injection point for benchmarks (``sampler.SamplerProbe``)."""
         self.options = options
+        self._probe = probe
         self._metrics = metric_set(options.registry, options.metric_prefix)
         self._findings = Findings(options, self._metrics)
         entry = options.entry_module.split(".")[0] if options.entry_module else None
@@ -161,6 +163,7 @@ class GapDetector:
             tasks,
             self._watcher,
             self._activations,
+            self._probe,
         )
 
     # -- lifecycle ------------------------------------------------------------------------

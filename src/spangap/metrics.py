@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from . import limits
 from . import metric_names as names
 
 log = logging.getLogger("spangap")
@@ -200,11 +201,6 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     )
 
 
-#: Distinct sites folded into ``__other__`` that are told apart (and counted); beyond,
-#: the count stops growing rather than spangap's memory.
-DROPPED_LIMIT = 10_000
-
-
 class SiteBound:
     """Maps sites to label values: the first ``max_sites`` keep their name."""
 
@@ -212,6 +208,7 @@ class SiteBound:
         self._max = max_sites
         self._known: set[str] = set()
         self._dropped: set[str] = set()
+        self._dropped_limit = limits.LIMITS.dropped_sites
 
     def label(self, site: str) -> tuple[str, bool]:
         """(label value, True when this site is newly folded into ``__other__``)."""
@@ -220,7 +217,7 @@ class SiteBound:
         if len(self._known) < self._max:
             self._known.add(site)
             return site, False
-        if site in self._dropped or len(self._dropped) >= DROPPED_LIMIT:
+        if site in self._dropped or len(self._dropped) >= self._dropped_limit:
             return OTHER_SITE, False
         self._dropped.add(site)
         return OTHER_SITE, True

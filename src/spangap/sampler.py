@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .activations import Activations
 from .budget import OverheadBudget
@@ -51,6 +51,33 @@ _BUDGET_WINDOW_S = 0.5
 _FIRST_BUDGET_WINDOW_S = 0.1
 
 
+#: The parts of the sampler a :class:`SamplerProbe` is given, in the order of a tick.
+PROBE_PARTS = (
+    "sleep",  # between ticks: the watcher's sleep, or time.sleep
+    "tick",  # one whole tick (the parts below but the last three are inside it)
+    "current_frames",  # every thread's innermost frame
+    "tasks",  # the asyncio task sample
+    "span_reader",  # which threads run under a span
+    "task_tracker",  # the call tracker's observe_tasks
+    "tracker",  # the call tracker's observe
+    "flush",  # completed operations passed on to the findings
+    "add_ticks",  # a budget window's ticks, coverage and cost passed on
+    "budget",  # the overhead budget's choice of interval and stride
+)
+
+
+class SamplerProbe(Protocol):
+    """An injection point for benchmarks: ``wrap`` is given each part of the sampler
+    once, when the sampler is made, and returns what the sampler calls instead (a timed
+    wrapper, or a budget pinned to one setting)."""
+
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]: ...
+
+
+def _unwrapped(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
+
+
 class Sampler:
     """Owns the sampling thread. ``periodic`` runs about once a second on that thread."""
 
@@ -64,6 +91,7 @@ class Sampler:
         tasks: TaskSampler | None = None,
         watcher: LivenessWatcher | None = None,
         activations: Activations | None = None,
+        probe: SamplerProbe | None = None,
     ) -> None:
         self._tracker = tracker
         self._activations = activations
@@ -82,8 +110,18 @@ class Sampler:
         self._lock = threading.Lock()  # the tracker is used by one thread at a time
         self._errors_in_a_row = 0
         self._rng = random.Random()
-        # every thread's innermost frame, read safely (frames.py); replaceable by a benchmark
-        self._current_frames = current_frames
+        wrap = probe.wrap if probe is not None else _unwrapped
+        sleep = watcher.sleep if watcher is not None else time.sleep
+        self._sleep: Callable[..., None] = wrap("sleep", sleep)
+        self._tick = wrap("tick", self._tick_safely)
+        self._current_frames = wrap("current_frames", current_frames)  # read safely (frames.py)
+        self._sample_tasks = wrap("tasks", tasks.sample) if tasks is not None else None
+        self._spanned_threads = wrap("span_reader", reader.spanned_threads)
+        self._observe_tasks = wrap("task_tracker", tracker.observe_tasks)
+        self._observe = wrap("tracker", tracker.observe)
+        self._flush = wrap("flush", tracker.flush)
+        self._add_ticks = wrap("add_ticks", findings.add_ticks)
+        self._update_budget = wrap("budget", budget.update)
         self.effective_interval_s = budget.setting.interval_s
         self.ident: int | None = None
 
@@ -153,9 +191,9 @@ class Sampler:
                     # The calls the last tick saw first get one more look, without the
                     # GIL, at the moment that decides whether they reach the threshold
                     # (none when the next tick comes first).
-                    watcher.sleep(look_at, deadline)
+                    self._sleep(look_at, deadline)
                 else:
-                    time.sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
+                    self._sleep(max(delay, 0.0))  # sleep(0) still lets the other threads run
                 if self._stopping:
                     break
                 with self._lock:
@@ -168,7 +206,7 @@ class Sampler:
                     # previous sample (with a stride, each thread's is longer), so the
                     # look is never earlier than its calls' estimates need.
                     look_at, last_tick = now + look_after(gap), now
-                    self._tick_safely(exclude=self.ident)
+                    self._tick(exclude=self.ident)
                 if now - window_start >= window:
                     cpu, cpu_mark = self._cost_since(cpu_mark)
                     with self._lock:
@@ -191,7 +229,7 @@ class Sampler:
 
     def _apply_budget(self, cpu_s: float, window_s: float) -> None:
         """Let the budget pick the interval and stride for the next window."""
-        setting = self._budget.update(cpu_s, window_s)
+        setting = self._update_budget(cpu_s, window_s)
         if setting != self._setting:
             self._setting = setting
             self._tracker.set_interval(setting.per_thread_interval_s)
@@ -211,17 +249,15 @@ class Sampler:
             if exclude is not None:
                 frames.pop(exclude, None)
             stride = self._setting.stride if exclude is not None else 1  # stop(): all
-            if self._tasks is not None:
-                tasks, done = self._tasks.sample(frames, now, stride, before)
+            if self._sample_tasks is not None:
+                tasks, done = self._sample_tasks(frames, now, stride, before)
                 if tasks or done:
-                    self._tracker.observe_tasks(tasks, done, now)
+                    self._observe_tasks(tasks, done, now)
                 del tasks, done
             visit = self._rotation(frames, stride)
-            spanned = self._reader.spanned_threads(visit, frames)
+            spanned = self._spanned_threads(visit, frames)
             activated = activations.since_last(visit, frames, before) if activations else None
-            self._tracker.observe(
-                visit, spanned, now, alive=frames, activated=activated, frozen=frozen
-            )
+            self._observe(visit, spanned, now, alive=frames, activated=activated, frozen=frozen)
             del frames, visit, activated
             self._ticks += 1
             self._errors_in_a_row = 0
@@ -234,7 +270,7 @@ class Sampler:
         try:
             in_scope, spanned_s = self._tracker.take_coverage()
             ticks, self._ticks = self._ticks, 0
-            self._findings.add_ticks(now, ticks, in_scope, spanned_s, cpu_s)
+            self._add_ticks(now, ticks, in_scope, spanned_s, cpu_s)
         except Exception:
             self._on_error()
 
@@ -273,7 +309,7 @@ class Sampler:
     def _flush_safely(self) -> None:
         """Pass the operations counted since the last flush on to the findings."""
         try:
-            self._tracker.flush()
+            self._flush()
         except Exception:
             self._on_error()
 

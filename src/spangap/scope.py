@@ -17,6 +17,7 @@ import sysconfig
 from fnmatch import fnmatchcase
 from types import CodeType, FrameType
 
+from . import limits
 from .idle import IdleRules
 
 #: Packages that *run* an application rather than being it (SPEC: "A tool that runs the
@@ -67,9 +68,6 @@ _RESUMABLE = (
 )
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
-#: Code objects classified and kept; beyond, the cache starts over (a program generating
-#: code without end must not grow spangap's memory). About 10 MB when full.
-_CACHE_LIMIT = 20_000
 
 
 class CodeInfo:
@@ -211,13 +209,14 @@ class Scope:
         self._stdlib = _stdlib_dirs()
         self._stdlib_names = frozenset(sys.stdlib_module_names)
         self._cache: dict[CodeType, CodeInfo] = {}
+        self._cache_limit = limits.LIMITS.code_cache  # about 10 MB when full
 
     def info(self, code: CodeType, module: str, main: bool = False) -> CodeInfo:
         """The cached facts about ``code``; ``module`` is its module's name, ``main``
         whether that module is the program's ``__main__`` (see :func:`module_name`)."""
         found = self._cache.get(code)
         if found is None:
-            if len(self._cache) >= _CACHE_LIMIT:
+            if len(self._cache) >= self._cache_limit:
                 self._cache.clear()  # dynamically generated code; start over rather than grow
             found = self._cache[code] = self._classify(code, module, main)
         return found

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING
 
+from . import limits as limits_module
 from .callee import CalleeNames
 from .frames import back
 from .idle import IDLE, IDLE_IF_DIRECT, WORK
@@ -27,16 +28,11 @@ from .tasks import TaskEnd, TaskSample
 
 if TYPE_CHECKING:
     from ._liveness import Watcher as LivenessWatcher
-    from ._tracking import ThreadTracker
+    from ._tracking import CompletedCall, ThreadTracker
 
 # The most the two half-gaps may add to a call's estimate, as a share of the threshold:
 # under one half, so that a call of at most half the threshold is never counted.
 MAX_CORRECTION_OF_THRESHOLD = 0.48
-
-_WAIT_LOG_LIMIT = 4096
-_EXAMPLE_DEPTH = 40
-_WAIT_NAMES_LIMIT = 4096
-_EXAMPLED_LIMIT = 20_000  # code objects whose operations had an example (== C CACHE_LIMIT)
 
 
 def native_tracking_available() -> bool:
@@ -167,6 +163,7 @@ class CallTracker:
         self._threshold = threshold_s
         self._interval = interval_s
         self._max_correction = threshold_s * MAX_CORRECTION_OF_THRESHOLD
+        self._limits = limits_module.LIMITS
         self._emit = emit
         self._pending: deque[Operation] = deque()  # completed, not yet flushed
         self._flush_lock = threading.Lock()
@@ -193,6 +190,8 @@ class CallTracker:
                 threshold_s,
                 interval_s,
                 self._max_correction,
+                self._limits,
+                (IDLE, WORK, IDLE_IF_DIRECT),
                 watcher,
             )
 
@@ -210,7 +209,7 @@ class CallTracker:
             pending = self._pending
             ops = [pending.popleft() for _ in range(len(pending))]
             if self._native is not None:
-                ops.extend(self._from_native(*record) for record in self._native.take())
+                ops.extend(self._from_native(record) for record in self._native.take())
             if ops:
                 self._emit(ops)
             return len(ops)
@@ -359,7 +358,7 @@ class CallTracker:
             return
         track.nonidle += ticks
         if track.live and track.wait is not None:
-            track.waits.extend([track.wait] * min(ticks, _WAIT_LOG_LIMIT))
+            track.waits.extend([track.wait] * min(ticks, self._limits.wait_log))
         if track.inscope:
             self._in_scope_s += elapsed
             if track.spanned:
@@ -448,8 +447,8 @@ class CallTracker:
             track.wait = self._wait_name(track, leaf)
         waits = track.waits
         waits.append(track.wait)
-        if len(waits) > _WAIT_LOG_LIMIT:
-            drop = _WAIT_LOG_LIMIT // 2
+        if len(waits) > self._limits.wait_log:
+            drop = self._limits.wait_log // 2
             del waits[:drop]
             track.wait_base += drop
 
@@ -631,10 +630,11 @@ class CallTracker:
             parent.child_s += dark
         example = None
         if call.info not in self._exampled:
-            if len(self._exampled) >= _EXAMPLED_LIMIT:
+            if len(self._exampled) >= self._limits.code_cache:
                 self._exampled.clear()  # bounded like the code cache (the C one's too)
             self._exampled.add(call.info)
-            example = _example(track.stack[: pos + 1], track.infos[: pos + 1])
+            start = max(0, pos + 1 - self._limits.example_depth)
+            example = _example(track.stack[start : pos + 1], track.infos[start : pos + 1])
         self._pending.append(
             Operation(
                 call.info.site,
@@ -653,22 +653,11 @@ class CallTracker:
             )
         )
 
-    def _from_native(
-        self,
-        info: CodeInfo,
-        cause: str,
-        lost_from: Mapping[str, str] | None,
-        duration: float,
-        dark: float,
-        self_s: float,
-        caller: CodeInfo | None,
-        thread: str,
-        waits: list[tuple[CodeInfo | CodeType, int, int]],
-        end_time: float,
-        example: tuple[str, ...] | None,
-    ) -> Operation:
-        """The operation for one record of the C thread path, whose figures were worked
-        out as :meth:`_complete` does; ``waits`` counts the wait log by distinct place."""
+    def _from_native(self, call: CompletedCall) -> Operation:
+        """The operation for one call completed by the C thread path, whose figures were
+        worked out as :meth:`_complete` does; ``call.waits`` counts the wait log by
+        distinct place."""
+        waits = call.waits
         waited_in: str | None = None
         if len(waits) == 1:  # the common case: one place, no counting
             waited_in = self._cached_wait_of(waits[0][0], waits[0][1])
@@ -679,20 +668,21 @@ class CallTracker:
                 if name is not None:
                     counts[name] = counts.get(name, 0) + count
             waited_in = _top_name(counts)
+        info, caller = call.info, call.caller
         return Operation(
             info.site,
             info.file,
             info.line,
-            cause,
-            duration,
-            dark,
-            self_s,
+            call.cause,
+            call.duration,
+            call.dark,
+            call.self_s,
             None if caller is None else caller.site,
-            thread,
+            call.thread,
             waited_in,
-            end_time,
-            example,
-            lost_from,
+            call.end_time,
+            call.example,
+            call.lost_from,
         )
 
     def _cached_wait_of(self, where: CodeInfo | CodeType, lasti: int) -> str | None:
@@ -702,7 +692,7 @@ class CallTracker:
         found = self._wait_names.get(key)
         if found is not None and found[0] is where:
             return found[1]
-        if len(self._wait_names) >= _WAIT_NAMES_LIMIT:
+        if len(self._wait_names) >= self._limits.wait_names:
             self._wait_names.clear()
         name = self._wait_of(where, lasti)
         self._wait_names[key] = (where, name)
@@ -745,5 +735,5 @@ def _example(stack: Sequence[FrameType], infos: Sequence[CodeInfo]) -> tuple[str
     """Root-to-leaf code locations of a call, the call last (names and lines, never
     values). Built when an operation is counted and its code has no example yet: the
     stack is still intact while ended calls are completed."""
-    pairs = zip(stack[-_EXAMPLE_DEPTH:], infos[-_EXAMPLE_DEPTH:], strict=True)
+    pairs = zip(stack, infos, strict=True)
     return tuple(f"{i.site} ({f.f_code.co_filename}:{f.f_lineno})" for f, i in pairs)

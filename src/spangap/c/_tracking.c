@@ -35,14 +35,16 @@
 #define F_COUNTABLE 2
 #define F_RESUMABLE 4
 
-/* idle.py's classes. */
-#define IDLE 1
-#define WORK 2
-#define IDLE_IF_DIRECT 3
+/* idle.py's classes and limits.py's bounds are passed in when a tracker is made. */
+typedef struct {
+    unsigned char idle, work, idle_if_direct;
+} IdleKinds;
 
-#define WAIT_LOG_LIMIT 4096
-#define EXAMPLE_DEPTH 40
-#define CACHE_LIMIT 20000  /* code objects kept (and referenced); then it starts over */
+typedef struct {
+    Py_ssize_t code_cache; /* code objects kept (and referenced); then it starts over */
+    Py_ssize_t wait_log;
+    Py_ssize_t example_depth;
+} Limits;
 
 typedef struct {
     PyObject *code; /* strong; NULL = empty */
@@ -105,6 +107,8 @@ typedef struct {
     Py_ssize_t running_cap;
     double threshold, interval, max_correction;
     double in_scope_s, spanned_s;
+    Limits limits;
+    IdleKinds kinds;
 } Tracker;
 
 static PyObject *str_in_scope, *str_countable, *str_resumable, *str_idle;
@@ -222,7 +226,7 @@ code_entry(Tracker *self, PyFrameObject *frame)
         return NULL;
     }
     Py_DECREF(idle_obj);
-    if (self->cache_used >= CACHE_LIMIT)
+    if (self->cache_used >= self->limits.code_cache)
         cache_clear(self); /* dynamically generated code: start over rather than grow */
     if ((self->cache_used + 1) * 2 > self->cache_cap && cache_grow(self) < 0) {
         Py_DECREF(info);
@@ -469,25 +473,82 @@ untrack_activated(Tracker *self, Track *t)
 
 /* SPEC "idle", decided by what the innermost in-scope frame called (tracker._is_idle). */
 static int
-is_idle(Track *t)
+is_idle(const IdleKinds *k, Track *t)
 {
     Py_ssize_t i = t->len - 1;
     while (i >= 0 && !(t->stack[i].flags & F_IN_SCOPE))
         i--;
-    if (i >= 0 && t->stack[i].idle == IDLE)
+    if (i >= 0 && t->stack[i].idle == k->idle)
         return 1;
-    if (i + 1 < t->len && t->stack[i + 1].idle == IDLE_IF_DIRECT)
+    if (i + 1 < t->len && t->stack[i + 1].idle == k->idle_if_direct)
         return 1;
     for (Py_ssize_t j = i + 1; j < t->len; j++) {
-        if (t->stack[j].idle == IDLE)
+        if (t->stack[j].idle == k->idle)
             return 1;
-        if (t->stack[j].idle == WORK)
+        if (t->stack[j].idle == k->work)
             return 0;
     }
     return 0;
 }
 
 /* -- completing a call ----------------------------------------------------------------- */
+
+/* What crosses to Python for each completed call (tracker.CallTracker._from_native). */
+static PyStructSequence_Field completed_call_fields[] = {
+    {"info", "the call's CodeInfo"},
+    {"cause", "no_span or context_lost"},
+    {"lost_from", "the span context left behind (context_lost), or None"},
+    {"duration", "estimated seconds from start to end"},
+    {"dark", "estimated seconds not idle, with no active span"},
+    {"self_s", "dark seconds minus those of counted calls inside it"},
+    {"caller", "CodeInfo of the nearest in-scope caller, or None"},
+    {"thread", "the thread's name"},
+    {"waits", "list of (code or CodeInfo, lasti, count): where it waited"},
+    {"end_time", "when it was last seen running"},
+    {"example", "root-to-leaf code locations, or None"},
+    {NULL, NULL},
+};
+
+static PyStructSequence_Desc completed_call_desc = {
+    "spangap._tracking.CompletedCall",
+    "A call that ended, as the C tracker passes it on.",
+    completed_call_fields,
+    11,
+};
+
+static PyTypeObject CompletedCallType;
+
+static PyObject *
+completed_call(const Elem *call, double duration, double dark, double self_s, PyObject *caller,
+               PyObject *thread, PyObject *waits, double end_time, PyObject *example)
+{
+    PyObject *record = PyStructSequence_New(&CompletedCallType);
+    if (record == NULL)
+        return NULL;
+    PyObject *items[11] = {
+        Py_NewRef(call->info),
+        Py_NewRef(call->cause ? str_context_lost : str_no_span),
+        Py_NewRef(call->lost_from ? call->lost_from : Py_None),
+        PyFloat_FromDouble(duration),
+        PyFloat_FromDouble(dark),
+        PyFloat_FromDouble(self_s),
+        Py_NewRef(caller),
+        Py_NewRef(thread),
+        Py_NewRef(waits),
+        PyFloat_FromDouble(end_time),
+        Py_NewRef(example),
+    };
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < 11; i++) {
+        failed |= items[i] == NULL;
+        PyStructSequence_SET_ITEM(record, i, items[i]);
+    }
+    if (failed) {
+        Py_DECREF(record);
+        return NULL;
+    }
+    return record;
+}
 
 /* The wait log from ``start``: a list of (key, lasti, count), distinct keys in order of
  * first appearance (Python resolves keys to names: only then can equal names merge). */
@@ -521,11 +582,11 @@ wait_counts(Track *t, long long wait_start)
     return result;
 }
 
-/* Frames and infos from the root to ``pos``, the last EXAMPLE_DEPTH of them. */
+/* Frames and infos from the root to ``pos``, the last ``depth`` of them. */
 static PyObject *
-example_of(Track *t, Py_ssize_t pos)
+example_of(Track *t, Py_ssize_t pos, Py_ssize_t depth)
 {
-    Py_ssize_t start = pos + 1 > EXAMPLE_DEPTH ? pos + 1 - EXAMPLE_DEPTH : 0;
+    Py_ssize_t start = pos + 1 > depth ? pos + 1 - depth : 0;
     PyObject *frames = PyTuple_New(pos + 1 - start);
     PyObject *infos = PyTuple_New(pos + 1 - start);
     if (frames == NULL || infos == NULL) {
@@ -597,20 +658,18 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double gone)
     Py_INCREF(example);
     int exampled = PySet_Contains(self->exampled, call->info);
     if (exampled == 0) {
-        PyObject *pair = example_of(t, pos);
+        PyObject *pair = example_of(t, pos, self->limits.example_depth);
         Py_SETREF(example, pair ? PyObject_CallOneArg(self->example, pair) : NULL);
         Py_XDECREF(pair);
-        if (PySet_GET_SIZE(self->exampled) >= CACHE_LIMIT && PySet_Clear(self->exampled) < 0)
+        if (PySet_GET_SIZE(self->exampled) >= self->limits.code_cache && PySet_Clear(self->exampled) < 0)
             exampled = -1; /* bounded like the code cache: an example again costs little */
         else if (example == NULL || PySet_Add(self->exampled, call->info) < 0)
             exampled = -1;
     }
     PyObject *record = NULL;
     if (exampled >= 0)
-        record = Py_BuildValue(
-            "(OOOdddOOOdO)", call->info, call->cause ? str_context_lost : str_no_span,
-            call->lost_from ? call->lost_from : Py_None, duration, dark, self_s, caller, t->name,
-            waits, last_seen, example);
+        record = completed_call(call, duration, dark, self_s, caller, t->name, waits, last_seen,
+                                example);
     Py_DECREF(waits);
     Py_XDECREF(example);
     if (record == NULL)
@@ -807,13 +866,13 @@ restructure(Tracker *self, PyObject *tid, Track *t, PyObject *leaf, int spanned,
         status = -1;
     release_chain(chain, n, small);
     forget_wait(t); /* where it waits is worked out again for the new leaf */
-    t->idle = is_idle(t);
+    t->idle = is_idle(&self->kinds, t);
     return status;
 }
 
 /* tracker._log_wait: note where this dark, non-idle sample sits. */
 static int
-log_wait(Track *t)
+log_wait(Track *t, Py_ssize_t limit)
 {
     if (!t->has_wait) {
         Elem *top = &t->stack[t->len - 1];
@@ -841,8 +900,8 @@ log_wait(Track *t)
     }
     Py_INCREF(t->wait.key);
     t->waits[t->nwaits++] = t->wait;
-    if (t->nwaits > WAIT_LOG_LIMIT) {
-        Py_ssize_t drop = WAIT_LOG_LIMIT / 2;
+    if (t->nwaits > limit) {
+        Py_ssize_t drop = limit / 2;
         for (Py_ssize_t i = 0; i < drop; i++)
             Py_DECREF(t->waits[i].key);
         memmove(t->waits, t->waits + drop, (size_t)(t->nwaits - drop) * sizeof(Wait));
@@ -855,14 +914,14 @@ log_wait(Track *t)
 /* tracker._account: per-sample counters; 0 = no coverage, 1 = in scope and dark,
  * 2 = in scope and spanned, -1 = error. */
 static int
-account(Track *t, int spanned, double now)
+account(Tracker *self, Track *t, int spanned, double now)
 {
     t->samples++;
     t->prev_time = now;
     if (t->idle)
         return 0;
     t->nonidle++;
-    if (t->live && t->len && log_wait(t) < 0)
+    if (t->live && t->len && log_wait(t, self->limits.wait_log) < 0)
         return -1;
     if (!t->inscope)
         return 0;
@@ -978,7 +1037,7 @@ tracker_observe(Tracker *self, PyObject *const *args, Py_ssize_t nargs)
         t->running = NULL;
         if (status < 0)
             break;
-        int coverage = account(t, is_spanned, now);
+        int coverage = account(self, t, is_spanned, now);
         if (coverage < 0) {
             status = -1;
             break;
@@ -1094,16 +1153,75 @@ tracker_get_threads(Tracker *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(PyDict_GET_SIZE(self->tracks));
 }
 
+/* One positive bound from limits.Limits. */
+static int
+read_limit(PyObject *limits, const char *name, Py_ssize_t *out)
+{
+    PyObject *value = PyObject_GetAttrString(limits, name);
+    if (value == NULL)
+        return -1;
+    *out = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    if (*out < 2) {
+        PyErr_Format(PyExc_ValueError, "limits.%s must be at least 2", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+read_limits(PyObject *limits, Limits *out)
+{
+    return read_limit(limits, "code_cache", &out->code_cache) < 0
+                   || read_limit(limits, "wait_log", &out->wait_log) < 0
+                   || read_limit(limits, "example_depth", &out->example_depth) < 0
+               ? -1
+               : 0;
+}
+
+/* (IDLE, WORK, IDLE_IF_DIRECT) from idle.py. */
+static int
+read_idle_kinds(PyObject *kinds, IdleKinds *out)
+{
+    unsigned char values[3];
+    if (!PyTuple_Check(kinds) || PyTuple_GET_SIZE(kinds) != 3) {
+        PyErr_SetString(PyExc_TypeError, "idle_kinds must be (IDLE, WORK, IDLE_IF_DIRECT)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (v < 1 || v > 255) {
+            PyErr_SetString(PyExc_ValueError, "idle kinds are small positive integers");
+            return -1;
+        }
+        values[i] = (unsigned char)v;
+    }
+    out->idle = values[0];
+    out->work = values[1];
+    out->idle_if_direct = values[2];
+    return 0;
+}
+
 static int
 tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"info_of", "thread_name", "lost_context", "example", "threshold",
-                             "interval", "max_correction", "watcher", NULL};
+    static char *kwlist[] = {"info_of",        "thread_name", "lost_context", "example",
+                             "threshold",      "interval",    "max_correction", "limits",
+                             "idle_kinds",     "watcher",     NULL};
     PyObject *info_of, *thread_name, *lost_context, *example, *watcher = Py_None;
+    PyObject *limits, *idle_kinds;
     double threshold, interval, max_correction;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOddd|O", kwlist, &info_of, &thread_name,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOdddOO|O", kwlist, &info_of, &thread_name,
                                      &lost_context, &example, &threshold, &interval,
-                                     &max_correction, &watcher))
+                                     &max_correction, &limits, &idle_kinds, &watcher))
+        return -1;
+    Limits bounds;
+    IdleKinds kinds;
+    if (read_limits(limits, &bounds) < 0 || read_idle_kinds(idle_kinds, &kinds) < 0)
         return -1;
     if (!(threshold > 0.0) || !(interval > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "threshold and interval must be positive");
@@ -1143,6 +1261,8 @@ tracker_init(Tracker *self, PyObject *args, PyObject *kwds)
     self->threshold = threshold;
     self->interval = interval;
     self->max_correction = max_correction;
+    self->limits = bounds;
+    self->kinds = kinds;
     return 0;
 }
 
@@ -1516,10 +1636,19 @@ PyInit__tracking(void)
     str_countable = PyUnicode_InternFromString("countable");
     str_resumable = PyUnicode_InternFromString("resumable");
     str_idle = PyUnicode_InternFromString("idle");
-    str_no_span = PyUnicode_InternFromString("no_span");
-    str_context_lost = PyUnicode_InternFromString("context_lost");
-    if (!str_in_scope || !str_countable || !str_resumable || !str_idle || !str_no_span
-        || !str_context_lost)
+    if (!str_in_scope || !str_countable || !str_resumable || !str_idle)
+        return NULL;
+    /* The cause names are defined once, in operation.py. */
+    PyObject *operation = PyImport_ImportModule("spangap.operation");
+    if (operation == NULL)
+        return NULL;
+    str_no_span = PyObject_GetAttrString(operation, "NO_SPAN");
+    str_context_lost = PyObject_GetAttrString(operation, "CONTEXT_LOST");
+    Py_DECREF(operation);
+    if (str_no_span == NULL || str_context_lost == NULL)
+        return NULL;
+    if (CompletedCallType.tp_name == NULL
+        && PyStructSequence_InitType2(&CompletedCallType, &completed_call_desc) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&tracking_module);
     if (module == NULL)
@@ -1527,6 +1656,10 @@ PyInit__tracking(void)
     Py_INCREF(&TrackerType);
     if (PyModule_AddObject(module, "ThreadTracker", (PyObject *)&TrackerType) < 0) {
         Py_DECREF(&TrackerType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "CompletedCall", (PyObject *)&CompletedCallType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
