@@ -1,27 +1,11 @@
 """Span activations between samples: a span that came and went unseen still counts.
 
-Samples see span state only at the moments they are taken. A call that opens a span for
-a short part of its body was not dark throughout (SPEC) and must never be counted, even
-when no sample lands inside that span. So the detector wraps OpenTelemetry's
-``context.attach`` (how ``start_as_current_span`` and ``use_span`` make a span current)
-and notes, for the thread and for the asyncio task it runs in, the calls running at the
-*first* and at the *latest* activation since the sampler last examined that thread or
-task. Two suffice, however many activations there were:
-
-- a call the sampler followed at its previous look, that a span was made current in
-  before this look, was running at the first activation since then;
-- a call still running at this look, that a span was made current in since it began,
-  was running at the latest one.
-
-The first activation of a thread reads its whole stack (the wrapper's caller up to the
-root); every later one reads only the frames down from the first stack's (a handful),
-and keeps them with a reference to that stack. A generator's frame loses its caller
-link when it yields, so the stack is read while it runs, not later. A note is made in
-one step that runs no Python code (``note_activation`` in ``_tracking.c``), and the
-sampler takes a thread's or task's notes in one step too, so that an activation is
-never half in one interval and half in the next. The wrapper runs on
-the application's thread inside ``attach``; it can neither raise into the caller nor
-change what is attached. The frames are held until the next look at the thread or task.
+Wraps OpenTelemetry's ``context.attach`` and notes, per thread and per asyncio task,
+the calls running at the first and at the latest span activation since the sampler
+last looked at it; the tracker never counts those calls. A note is made, and taken, in
+one step that runs no Python code (``note_activation`` in ``c/_tracking.c``). The
+wrapper can neither raise into the caller nor change what is attached. Why two notes
+suffice: docs/how-it-works.md, "Instrumented work is never counted".
 """
 
 from __future__ import annotations

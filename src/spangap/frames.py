@@ -1,15 +1,10 @@
 """Reading other threads' stacks without letting the interpreter run code in the middle.
 
-The sampler reads frames that belong to other threads: their innermost frames, the
-callers of those (``f_back``) and the frames of suspended coroutines. CPython makes a
-frame object on the first such read. On 3.11 that allocation can start a garbage
-collection at once, under the runtime's thread-list lock when it happens inside
-``sys._current_frames()``; the collection's finalizers may take the application's locks
-(a deadlock, CPython gh-106883) or let the GIL go while the frame object is half made
-(the thread moves on and the object points at reused memory: a crash later). So every
-such read is made with the collector paused, for that read only. The C helpers pause
-and resume it with no Python code in between; without the C extension the same is done
-here (on 3.11 only, where it is needed). See docs/how-it-works.md, "Locks".
+A read of another thread's frames (``sys._current_frames()``, ``f_back``, a suspended
+coroutine's frame) makes a frame object; on CPython 3.11 that allocation can start a
+collection whose finalizers deadlock the host or let the GIL go mid-read. So every such
+read is made with the collector paused, for that read only (docs/how-it-works.md,
+"Reading other threads' frames" and "Locks").
 """
 
 from __future__ import annotations

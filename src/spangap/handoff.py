@@ -1,16 +1,10 @@
 """Noticing where a span is lost: work handed to another thread without its context.
 
-When code under an active span submits work to a ``ThreadPoolExecutor`` (which is also
-what ``loop.run_in_executor`` does) or starts a ``threading.Thread``, the span does not
-travel unless the caller copies the context. If the work then runs dark, its cause is
-``context_lost`` rather than ``no_span``, and the snapshot names the span it left behind.
-
-The hooks only *observe*. They record the submitter's span ids and call site at hand-off
-time and never attach, copy or propagate a context: doing so would hide the very gap
-being reported. Work that does carry its context (``asyncio.to_thread``,
-``copy_context().run``, opentelemetry-instrumentation-threading) runs under the span
-and is simply not dark. Each hook runs on the application's thread, must not raise, and
-costs one span lookup when no span is active.
+Hooks on ``ThreadPoolExecutor.submit`` (also ``loop.run_in_executor``) and
+``Thread.start`` record the submitter's span and call site; work that then runs dark is
+``context_lost`` rather than ``no_span``. The hooks only observe: they never attach,
+copy or propagate a context (that would hide the gap), never raise, and cost one span
+lookup when no span is active.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
-"""When did a call last run? Samples answer to within the GIL's delays; the native
-watcher (``spangap._liveness``) answers to within its own interval, without the GIL.
+"""When did a call last run: the native watcher (``spangap._liveness``) answers
+without the GIL, to within its own interval.
 
-The sampler takes the GIL to read stacks, so behind CPU-bound threads its samples come
-late and a long call can be seen by a single one. Once a sample has seen a call, the
-watcher follows it from a native thread and records the last moment it was still
-running; the tracker then uses that moment instead of the last sample's. Only liveness
-comes from the watcher: whether a call was dark is still judged by samples.
-
-The sampler also sleeps between ticks in the watcher (``Watcher.sleep``), which looks
-once at the calls the last tick saw first, at the moment that decides whether they reach
-the threshold (and not at all when nothing new was seen or the next tick comes first);
-the watcher's own rounds come at the sampler's interval.
-
-The watcher also logs who holds the GIL at those moments, so that a tick that waited for
-the GIL knows since when each other thread's stack had not changed
-(``Watcher.frozen_since``): a thread that does not hold the GIL runs no Python code.
-
-``liveness="sampled"`` (or an interpreter where the extension is not built) uses samples
-alone, which is the reference behaviour the watcher refines.
+Once a sample has seen a call, the watcher follows it from a native thread and records
+the last moment it was still running; the tracker ends the call there rather than at
+the last sample. It also logs who holds the GIL, so that a late tick knows since when
+each thread's stack had not changed (``Watcher.frozen_since``). ``liveness="sampled"``
+uses samples alone, the reference behaviour (docs/how-it-works.md, "The sampler").
 """
 
 from __future__ import annotations

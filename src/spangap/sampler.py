@@ -1,21 +1,10 @@
 """The sampling thread: wakes every interval, samples all threads, feeds the tracker.
 
-A tick does only the sampling. What the ticks cost (the thread's CPU clock), how many
-there were and the coverage they saw are accounted once per budget window (a tenth of
-a second first, then half a second) and at the end: a tick comes to a cold cache, and
-every Python call in it costs microseconds.
-
-Between ticks the sampler sleeps in the liveness watcher (``Watcher.sleep``), which
-takes one look, without the GIL, at the calls the last tick saw first,
-``CallTracker.look_after_s`` after that tick (sooner after a long gap, half of which
-is credited to those calls' unseen start), if the next tick would come later. Such a
-call is then known to have reached the threshold (or not) even when the budget has
-spread the ticks wider than a call of twice the threshold: the look costs one more
-wake-up of this thread, where a faster watcher would cost one per round.
-
-Everything that can go wrong in here is caught: an error is counted, logged once, the
-tracker's state is dropped (it may be inconsistent) and sampling goes on; after too many
-errors in a row the sampler stops itself rather than keep failing inside the host.
+A tick only samples; cost, tick counts and coverage are accounted once per budget window.
+Between ticks it sleeps in the liveness watcher, which takes one look without the GIL at
+the calls the last tick saw first. Every error is caught, counted and logged once, the
+tracker's state dropped, and sampling goes on; after too many in a row the sampler stops
+itself. Benchmarks see its parts through a :class:`SamplerProbe`.
 """
 
 from __future__ import annotations

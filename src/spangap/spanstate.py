@@ -1,21 +1,10 @@
-"""Reading whether each thread has an active span, judged in the context it is executing.
+"""Which threads have an active span, judged in the context each is executing.
 
 SPEC "active span": ``trace.get_current_span()`` in the executing context returns a span
-whose span context is valid (a sampled-out span counts). The sampler runs in its own
-thread, so it cannot just call ``get_current_span()``: it must look at *another* thread's
-executing context, including one entered with ``contextvars.Context.run``.
-
-Two readers:
-
-* :class:`NativeReader` reads ``PyThreadState.context`` of every thread through the
-  ``spangap._native`` C extension. Exact in every case, including ``Context.run``.
-* :class:`HookReader` is the pure-Python fallback: it wraps OpenTelemetry's runtime
-  context ``attach``/``detach`` and remembers each thread's last attached context.
-  Blind spots (documented in the README): a context entered with ``Context.run``
-  without an ``attach`` inside it (``asyncio.to_thread``, anyio/Starlette thread pools,
-  ``copy_context().run``) is not seen, so such work looks dark; several asyncio tasks
-  interleaving on one thread share one answer; contexts set on the ContextVar directly
-  are not seen.
+whose span context is valid (a sampled-out span counts). :class:`NativeReader` reads
+every thread's ``PyThreadState.context`` (``c/_native.c``) and sees ``Context.run``;
+:class:`HookReader`, the pure-Python fallback, remembers each thread's last attached
+context and has blind spots (docs/how-it-works.md, "The pure-Python fallback").
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """asyncio tasks as executors of their own: logical stacks and per-task span state.
 
-On an event loop's thread, a task suspended in ``await`` is still doing its work (it
-waits for the reply it asked for) but is not on the thread's stack. So for every task
-of every running loop, the sampler builds the task's *logical* stack — the chain of
-coroutine frames from ``task.get_coro()`` through ``cr_await`` — and judges "dark" in
-the task's own context, also while it is suspended. The task that is running right now
-is on its loop thread's stack: its frames are taken from there, and the thread's own
-stack is cut below it so no frame is counted twice.
-
-Tasks are found through asyncio's registry of all tasks, so loops that were already
-running when the detector started are covered too.
-
-When there are more tasks than one tick may examine, the sampler follows a *cohort*:
-the same run of tasks is examined at every tick for half a second, then the next run
-gets its turn. Two samples of a task close together are what it takes to measure an
-operation of the threshold's order; a rotation that moved on at every tick would see
-each task once per cycle, and with hundreds of busy tasks no operation shorter than the
-cycle (seconds) could be measured at all. Following a cohort measures a fair sample of
-the operations of every length, and every task still gets its turn.
+For every task of every running loop the sampler builds its logical stack (the chain of
+coroutine frames through ``cr_await``) and judges "dark" in the task's own context, also
+while it is suspended; the running task's frames are cut from its thread's stack so no
+frame counts twice. Tasks are found through asyncio's registry of all tasks. With more
+tasks than a tick may examine, it follows a cohort of them for half a second at a time
+(docs/how-it-works.md, "asyncio tasks").
 """
 
 from __future__ import annotations
