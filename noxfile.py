@@ -44,7 +44,11 @@ def tests(session: nox.Session) -> None:
     not compete with a second CPU-heavy test process on a small machine."""
     session.install("-e", ".[dev,examples]")  # examples: the bounded soak runs them
     # every C extension must build
-    session.run("python", "-c", "import spangap._native, spangap._liveness, spangap._tracking")
+    session.run(
+        "python",
+        "-c",
+        "import spangap._native, spangap._liveness, spangap._tracking, spangap._stacks",
+    )
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -56,6 +60,7 @@ SANITIZED_TESTS = [
     "tests/test_tracking.py",
     "tests/test_liveness.py",
     "tests/test_native.py",
+    "tests/test_stacks.py",
     "tests/test_soak.py",
 ]
 

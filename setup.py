@@ -2,7 +2,8 @@
 
 ``_native`` reads each thread's executing ``contextvars`` context; ``_liveness`` tells,
 without the GIL, whether calls the sampler has seen are still running; ``_tracking`` is
-the call tracker's per-thread hot path. If one cannot be compiled (no compiler,
+the call tracker's per-thread hot path; ``_stacks`` reads every thread's stack without
+the GIL. If one cannot be compiled (no compiler,
 unsupported interpreter), installation still succeeds and spangap falls back to pure
 Python for that part.
 """
@@ -39,6 +40,7 @@ setup(
             depends=[LIVENESS_API, "src/spangap/c/_gil.h"],
             optional=True,
         ),
+        Extension("spangap._stacks", ["src/spangap/c/_stacks.c"], optional=True),
         Extension(
             "spangap._tracking",
             ["src/spangap/c/_tracking.c", "src/spangap/c/_stackwalk.c"],

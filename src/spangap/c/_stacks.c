@@ -1,0 +1,782 @@
+/* Every thread's stack, read without the GIL.
+ *
+ * The interpreter's thread states and frames are read from CPython's own layouts (3.11,
+ * 3.12 and 3.13, compiled against each version's internal headers) with
+ * process_vm_readv on this very process: a read of memory that was freed and unmapped
+ * fails with EFAULT instead of faulting, so no signal handler is needed. Everything read
+ * is checked before it is used (the frame's owner, that a code object's type is
+ * PyCode_Type, the instruction offset against the code's size, a depth cap that also
+ * ends a cycle), and the innermost frame is read again after the walk: a stack that
+ * moved under the walk is dropped, never returned half old and half new.
+ *
+ * `Reader.walk()` reads once from the calling thread (with or without the GIL);
+ * `Reader.start()` runs the same walk on a native thread that never takes the GIL, at a
+ * fixed interval, and counts what it saw. Only addresses and instruction offsets are
+ * read: never a value of the application's.
+ */
+#define PY_SSIZE_T_CLEAN
+#define Py_BUILD_CORE 1
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "spangap._stacks reads the frame layouts of CPython 3.11 to 3.13 only"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "spangap._stacks needs a build with the GIL"
+#endif
+
+#include "internal/pycore_frame.h"
+#include "internal/pycore_interp.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* -- the layout, per version ------------------------------------------------------------ */
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define FRAME_CODE_FIELD f_executable
+#define FRAME_INSTR_FIELD instr_ptr
+#define INSTR_IS_NEXT 0 /* instr_ptr: the instruction executing or about to */
+#else
+#define FRAME_CODE_FIELD f_code
+#define FRAME_INSTR_FIELD prev_instr
+#define INSTR_IS_NEXT 0 /* prev_instr: the lasti is the offset of this unit */
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define OWNER_MAX FRAME_OWNED_BY_CSTACK
+#else
+#define OWNER_MAX FRAME_OWNED_BY_FRAME_OBJECT
+#endif
+
+/* The part of an interpreter frame that is read: everything before the locals. */
+#define FRAME_HEAD_SIZE offsetof(_PyInterpreterFrame, localsplus)
+/* The part of a code object that is read: its header up to the bytecode. */
+#define CODE_HEAD_SIZE offsetof(PyCodeObject, co_code_adaptive)
+
+/* Compile-time checks on every field read: pointer-sized where a pointer is read, and
+ * inside the part of the structure that is copied. */
+#define POINTER_FIELD(type, field) \
+    _Static_assert(sizeof(((type *)0)->field) == sizeof(void *), #type "." #field)
+POINTER_FIELD(_PyInterpreterFrame, FRAME_CODE_FIELD);
+POINTER_FIELD(_PyInterpreterFrame, previous);
+POINTER_FIELD(_PyInterpreterFrame, FRAME_INSTR_FIELD);
+POINTER_FIELD(PyThreadState, next);
+POINTER_FIELD(PyThreadState, interp);
+POINTER_FIELD(PyThreadState, context);
+POINTER_FIELD(PyInterpreterState, threads.head);
+_Static_assert(sizeof(((_PyInterpreterFrame *)0)->owner) == 1, "frame owner is a char");
+_Static_assert(offsetof(_PyInterpreterFrame, owner) < FRAME_HEAD_SIZE, "owner in the head");
+_Static_assert(sizeof(((PyCodeObject *)0)->_co_firsttraceable) == sizeof(int),
+               "_co_firsttraceable is an int");
+_Static_assert(offsetof(PyCodeObject, _co_firsttraceable) < CODE_HEAD_SIZE, "in the head");
+_Static_assert(sizeof(_Py_CODEUNIT) == 2, "a code unit is two bytes");
+#if PY_VERSION_HEX >= 0x030D0000
+POINTER_FIELD(PyThreadState, current_frame);
+#else
+POINTER_FIELD(PyThreadState, cframe);
+POINTER_FIELD(_PyCFrame, current_frame);
+#endif
+
+#define MAX_DEPTH 20000   /* deeper than any recursion limit in use; also ends a cycle */
+#define MAX_THREADS 65536 /* a longer thread list is taken for a corrupt read */
+
+/* -- reads that cannot fault ------------------------------------------------------------ */
+
+static _Atomic pid_t self_pid;
+
+/* Copy `size` bytes at `address` of this process into `dst`; -1 when any byte is not
+ * readable (freed and unmapped, or never mapped). */
+static int
+read_mem(void *dst, uintptr_t address, size_t size)
+{
+    if (address == 0)
+        return -1;
+    struct iovec local = {dst, size};
+    struct iovec remote = {(void *)address, size};
+    ssize_t got = process_vm_readv(atomic_load(&self_pid), &local, 1, &remote, 1, 0);
+    return got == (ssize_t)size ? 0 : -1;
+}
+
+static int
+read_pointer(uintptr_t address, uintptr_t *out)
+{
+    return read_mem(out, address, sizeof(*out));
+}
+
+/* -- one walk --------------------------------------------------------------------------- */
+
+typedef struct {
+    uintptr_t code;  /* the code object's address */
+    int32_t lasti;   /* bytes, as frame.f_lasti; -1 before the first instruction */
+} Entry;
+
+typedef struct {
+    unsigned long thread_id;
+    Py_ssize_t start, depth; /* its entries in the walk's array, innermost first */
+} ThreadStack;
+
+typedef struct {
+    Entry *entries;
+    Py_ssize_t nentries, entries_cap;
+    ThreadStack *threads;
+    Py_ssize_t nthreads, threads_cap;
+} Walk;
+
+typedef struct {
+    unsigned long long walks, threads, frames, torn, invalid, unreadable;
+    Py_ssize_t max_depth;
+} Counts;
+
+enum { STACK_OK = 0, STACK_TORN = 1, STACK_INVALID = 2, STACK_UNREADABLE = 3 };
+
+static int
+walk_reserve(Walk *w, Py_ssize_t more_entries, Py_ssize_t more_threads)
+{
+    if (w->nentries + more_entries > w->entries_cap) {
+        Py_ssize_t cap = w->entries_cap ? w->entries_cap : 256;
+        while (cap < w->nentries + more_entries)
+            cap *= 2;
+        Entry *grown = realloc(w->entries, (size_t)cap * sizeof(Entry));
+        if (grown == NULL)
+            return -1;
+        w->entries = grown;
+        w->entries_cap = cap;
+    }
+    if (w->nthreads + more_threads > w->threads_cap) {
+        Py_ssize_t cap = w->threads_cap ? w->threads_cap : 16;
+        while (cap < w->nthreads + more_threads)
+            cap *= 2;
+        ThreadStack *grown = realloc(w->threads, (size_t)cap * sizeof(ThreadStack));
+        if (grown == NULL)
+            return -1;
+        w->threads = grown;
+        w->threads_cap = cap;
+    }
+    return 0;
+}
+
+static void
+walk_free(Walk *w)
+{
+    free(w->entries);
+    free(w->threads);
+    memset(w, 0, sizeof(*w));
+}
+
+/* The innermost interpreter frame of the thread state copied in `ts` (at `ts_address`),
+ * as an address; 0 for none, -1 when it cannot be read. */
+static int
+current_frame(const PyThreadState *ts, uintptr_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    *frame = (uintptr_t)ts->current_frame;
+    return 0;
+#else
+    uintptr_t cframe = (uintptr_t)ts->cframe;
+    if (cframe == 0) {
+        *frame = 0;
+        return 0;
+    }
+    return read_pointer(cframe + offsetof(_PyCFrame, current_frame), frame);
+#endif
+}
+
+/* Read the innermost frame pointer of the thread state at `ts_address` again. */
+static int
+reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return read_pointer(ts_address + offsetof(PyThreadState, current_frame), frame);
+#else
+    uintptr_t cframe;
+    if (read_pointer(ts_address + offsetof(PyThreadState, cframe), &cframe) < 0)
+        return -1;
+    if (cframe == 0) {
+        *frame = 0;
+        return 0;
+    }
+    return read_pointer(cframe + offsetof(_PyCFrame, current_frame), frame);
+#endif
+}
+
+/* Append the frames from `frame` to the root to `w` (for thread `tid`), checked. */
+static int
+walk_frames(Walk *w, uintptr_t frame, Counts *counts, Py_ssize_t *depth_out)
+{
+    char head[FRAME_HEAD_SIZE];
+    char code_head[CODE_HEAD_SIZE];
+    Py_ssize_t depth = 0;
+    for (; frame != 0; depth++) {
+        if (depth >= MAX_DEPTH)
+            return STACK_INVALID; /* a cycle, or a stack no interpreter allows */
+        if (read_mem(head, frame, FRAME_HEAD_SIZE) < 0)
+            return STACK_UNREADABLE;
+        const _PyInterpreterFrame *f = (const _PyInterpreterFrame *)head;
+        uintptr_t previous = (uintptr_t)f->previous;
+        if (previous == frame)
+            return STACK_INVALID;
+        int owner = f->owner;
+        if (owner < 0 || owner > OWNER_MAX)
+            return STACK_INVALID;
+#if PY_VERSION_HEX >= 0x030C0000
+        if (owner == FRAME_OWNED_BY_CSTACK) {
+            frame = previous; /* the shim of a call from C: not a Python function */
+            depth--;
+            continue;
+        }
+#endif
+        uintptr_t code = (uintptr_t)f->FRAME_CODE_FIELD;
+        if (read_mem(code_head, code, CODE_HEAD_SIZE) < 0)
+            return STACK_UNREADABLE;
+        const PyCodeObject *co = (const PyCodeObject *)code_head;
+        if (Py_TYPE(co) != &PyCode_Type)
+            return STACK_INVALID; /* 3.13: f_executable may be None for a shim too */
+        Py_ssize_t units = Py_SIZE(co);
+        uintptr_t first = code + CODE_HEAD_SIZE;
+        uintptr_t instr = (uintptr_t)f->FRAME_INSTR_FIELD;
+        if (units <= 0 || co->_co_firsttraceable < 0 || co->_co_firsttraceable > units)
+            return STACK_INVALID;
+        /* A frame whose call has not started yet is skipped (as PyFrame_GetBack does). */
+        if (owner != FRAME_OWNED_BY_GENERATOR
+            && instr < first + (uintptr_t)co->_co_firsttraceable * sizeof(_Py_CODEUNIT)) {
+            frame = previous;
+            depth--;
+            continue;
+        }
+        if (instr + sizeof(_Py_CODEUNIT) < first || instr >= first + (uintptr_t)units * 2
+            || (instr - first) % sizeof(_Py_CODEUNIT) != 0)
+            return STACK_INVALID;
+        Py_ssize_t lasti_units = instr < first ? -1 : (Py_ssize_t)((instr - first) / 2);
+        if (walk_reserve(w, 1, 0) < 0)
+            return -1;
+        w->entries[w->nentries].code = code;
+        w->entries[w->nentries].lasti = lasti_units < 0 ? -1 : (int32_t)(lasti_units * 2);
+        w->nentries++;
+        counts->frames++;
+        frame = previous;
+    }
+    *depth_out = depth;
+    return STACK_OK;
+}
+
+/* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
+ * when it is the native one). Returns 0, or -1 when memory ran out. */
+static int
+walk_all(Walk *w, uintptr_t interp, unsigned long skip_tid, Counts *counts)
+{
+    w->nentries = 0;
+    w->nthreads = 0;
+    counts->walks++;
+    uintptr_t ts_address;
+    if (read_pointer(interp + offsetof(PyInterpreterState, threads.head), &ts_address) < 0) {
+        counts->unreadable++;
+        return 0;
+    }
+    PyThreadState ts;
+    for (Py_ssize_t n = 0; ts_address != 0; n++) {
+        if (n >= MAX_THREADS || read_mem(&ts, ts_address, sizeof(ts)) < 0
+            || (uintptr_t)ts.interp != interp) {
+            counts->invalid++; /* the list changed under the read: the rest next time */
+            return 0;
+        }
+        uintptr_t next = (uintptr_t)ts.next;
+        if (ts.thread_id == skip_tid) {
+            ts_address = next;
+            continue;
+        }
+        uintptr_t top;
+        if (current_frame(&ts, &top) < 0) {
+            counts->unreadable++;
+            ts_address = next;
+            continue;
+        }
+        if (walk_reserve(w, 0, 1) < 0)
+            return -1;
+        Py_ssize_t start = w->nentries, depth = 0;
+        int status = walk_frames(w, top, counts, &depth);
+        if (status < 0)
+            return -1;
+        uintptr_t again = 0;
+        if (status == STACK_OK && (reread_current_frame(ts_address, &again) < 0 || again != top))
+            status = STACK_TORN; /* it moved under the walk: dropped, not half old */
+        if (status != STACK_OK) {
+            w->nentries = start;
+            if (status == STACK_TORN)
+                counts->torn++;
+            else if (status == STACK_INVALID)
+                counts->invalid++;
+            else
+                counts->unreadable++;
+            ts_address = next;
+            continue;
+        }
+        ThreadStack *t = &w->threads[w->nthreads++];
+        t->thread_id = ts.thread_id;
+        t->start = start;
+        t->depth = w->nentries - start;
+        if (t->depth > counts->max_depth)
+            counts->max_depth = t->depth;
+        counts->threads++;
+        ts_address = next;
+    }
+    return 0;
+}
+
+/* -- the native sampling thread --------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    uintptr_t interp;
+    pthread_mutex_t mutex; /* guards `latest`, `counts` and the thread's state */
+    pthread_t thread;
+    int running;
+    _Atomic int stopping;
+    long long interval_ns;
+    Walk scratch; /* the native thread's own */
+    Walk latest;  /* the last complete walk, swapped in under `mutex` */
+    Counts counts;
+    double cpu_s; /* the native thread's CPU time, updated every walk */
+    int paused_for_fork;
+} Reader;
+
+static Reader *fork_reader; /* the running reader, stopped around fork() */
+static pthread_mutex_t fork_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static double
+thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *
+sampling_thread(void *arg)
+{
+    Reader *self = arg;
+    unsigned long own = (unsigned long)pthread_self();
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    while (!atomic_load(&self->stopping)) {
+        Counts counts = {0};
+        int failed = walk_all(&self->scratch, self->interp, own, &counts) < 0;
+        double cpu = thread_cpu_s();
+        pthread_mutex_lock(&self->mutex);
+        if (!failed) {
+            Walk swap = self->latest;
+            self->latest = self->scratch;
+            self->scratch = swap;
+        }
+        self->counts.walks += counts.walks;
+        self->counts.threads += counts.threads;
+        self->counts.frames += counts.frames;
+        self->counts.torn += counts.torn;
+        self->counts.invalid += counts.invalid;
+        self->counts.unreadable += counts.unreadable;
+        if (counts.max_depth > self->counts.max_depth)
+            self->counts.max_depth = counts.max_depth;
+        self->cpu_s = cpu;
+        pthread_mutex_unlock(&self->mutex);
+        deadline.tv_nsec += self->interval_ns;
+        while (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_nsec -= 1000000000L;
+            deadline.tv_sec++;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > deadline.tv_sec + 1)
+            deadline = now; /* fell far behind (a stopped process): no burst */
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR)
+            if (atomic_load(&self->stopping))
+                break;
+    }
+    return NULL;
+}
+
+/* Start the thread; the caller holds fork_mutex, as every caller of stop_thread does. */
+static int
+start_thread(Reader *self)
+{
+    atomic_store(&self->stopping, 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int rc = pthread_create(&self->thread, &attr, sampling_thread, self);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return -1;
+    self->running = 1;
+    return 0;
+}
+
+static void
+stop_thread(Reader *self)
+{
+    if (!self->running)
+        return;
+    atomic_store(&self->stopping, 1);
+    pthread_join(self->thread, NULL);
+    self->running = 0;
+}
+
+/* fork(): the native thread does not exist in the child, and must not be in the middle
+ * of a read of the thread list while the parent's memory is copied. It is stopped
+ * before and started again after, in the parent; the child starts without it. */
+static void
+before_fork(void)
+{
+    pthread_mutex_lock(&fork_mutex);
+    if (fork_reader != NULL && fork_reader->running) {
+        stop_thread(fork_reader);
+        fork_reader->paused_for_fork = 1;
+    }
+}
+
+static void
+after_fork_parent(void)
+{
+    if (fork_reader != NULL && fork_reader->paused_for_fork) {
+        fork_reader->paused_for_fork = 0;
+        start_thread(fork_reader);
+    }
+    pthread_mutex_unlock(&fork_mutex);
+}
+
+static void
+after_fork_child(void)
+{
+    atomic_store(&self_pid, getpid());
+    if (fork_reader != NULL) {
+        fork_reader->paused_for_fork = 0;
+        fork_reader->running = 0;
+        pthread_mutex_init(&fork_reader->mutex, NULL);
+        fork_reader = NULL;
+    }
+    pthread_mutex_init(&fork_mutex, NULL);
+}
+
+/* -- the Python type -------------------------------------------------------------------- */
+
+/* The walk as {thread id: [(code address, lasti), ...] innermost first}. */
+static PyObject *
+walk_to_dict(const Walk *w)
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < w->nthreads; i++) {
+        const ThreadStack *t = &w->threads[i];
+        PyObject *stack = PyList_New(t->depth);
+        if (stack == NULL)
+            goto error;
+        for (Py_ssize_t j = 0; j < t->depth; j++) {
+            const Entry *e = &w->entries[t->start + j];
+            PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)e->code, (int)e->lasti);
+            if (item == NULL) {
+                Py_DECREF(stack);
+                goto error;
+            }
+            PyList_SET_ITEM(stack, j, item);
+        }
+        PyObject *key = PyLong_FromUnsignedLong(t->thread_id);
+        int rc = key == NULL ? -1 : PyDict_SetItem(result, key, stack);
+        Py_XDECREF(key);
+        Py_DECREF(stack);
+        if (rc < 0)
+            goto error;
+    }
+    return result;
+error:
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+counts_to_dict(const Counts *c, double cpu_s)
+{
+    return Py_BuildValue("{sKsKsKsKsKsKsnsd}", "walks", c->walks, "threads", c->threads,
+                         "frames", c->frames, "torn", c->torn, "invalid", c->invalid,
+                         "unreadable", c->unreadable, "max_depth", c->max_depth, "cpu_s",
+                         cpu_s);
+}
+
+static int
+reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "", kwlist))
+        return -1;
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "the reader is running");
+        return -1;
+    }
+    self->interp = (uintptr_t)PyInterpreterState_Get();
+    return 0;
+}
+
+static PyObject *
+reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Reader *self = (Reader *)type->tp_alloc(type, 0);
+    if (self != NULL && pthread_mutex_init(&self->mutex, NULL) != 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void
+reader_dealloc(Reader *self)
+{
+    /* The GIL is let go before fork_mutex is taken, never the other way round: a thread
+     * in os.fork() holds the GIL and waits for fork_mutex in before_fork(). */
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&fork_mutex);
+    stop_thread(self);
+    if (fork_reader == self)
+        fork_reader = NULL;
+    pthread_mutex_unlock(&fork_mutex);
+    Py_END_ALLOW_THREADS
+    walk_free(&self->scratch);
+    walk_free(&self->latest);
+    pthread_mutex_destroy(&self->mutex);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(walk_doc,
+"walk(release_gil=True) -> (stacks, counts)\n\n"
+"Read every thread's stack once from this thread, without the GIL unless\n"
+"release_gil is False: {thread id: [(code address, lasti), ...] innermost first},\n"
+"and what the walk counted (dropped stacks among them).");
+
+static PyObject *
+reader_walk(Reader *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"release_gil", NULL};
+    int release = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p", kwlist, &release))
+        return NULL;
+    Walk w = {0};
+    Counts counts = {0};
+    int rc;
+    if (release) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = walk_all(&w, self->interp, 0, &counts);
+        Py_END_ALLOW_THREADS
+    }
+    else
+        rc = walk_all(&w, self->interp, 0, &counts);
+    if (rc < 0) {
+        walk_free(&w);
+        return PyErr_NoMemory();
+    }
+    PyObject *stacks = walk_to_dict(&w);
+    walk_free(&w);
+    if (stacks == NULL)
+        return NULL;
+    PyObject *c = counts_to_dict(&counts, 0.0);
+    if (c == NULL) {
+        Py_DECREF(stacks);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", stacks, c);
+}
+
+PyDoc_STRVAR(start_doc,
+"start(interval_s)\n\n"
+"Walk every thread's stack on a native thread, every interval_s, never taking the GIL.\n"
+"One reader runs at a time in a process.");
+
+static PyObject *
+reader_start(Reader *self, PyObject *arg)
+{
+    double interval = PyFloat_AsDouble(arg);
+    if (interval == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(interval >= 1e-5 && interval <= 10.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval_s must be between 1e-5 and 10");
+        return NULL;
+    }
+    pthread_mutex_lock(&fork_mutex);
+    if (self->running || (fork_reader != NULL && fork_reader != self)) {
+        pthread_mutex_unlock(&fork_mutex);
+        PyErr_SetString(PyExc_RuntimeError, "a native stack reader is already running");
+        return NULL;
+    }
+    self->interval_ns = (long long)(interval * 1e9);
+    int rc = start_thread(self);
+    if (rc == 0)
+        fork_reader = self;
+    pthread_mutex_unlock(&fork_mutex);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "could not start the native thread");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_stop(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&fork_mutex);
+    stop_thread(self);
+    if (fork_reader == self)
+        fork_reader = NULL;
+    pthread_mutex_unlock(&fork_mutex);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(latest_doc,
+"latest() -> (stacks, counts)\n\n"
+"The native thread's last complete walk, and its counts since start().");
+
+static PyObject *
+reader_latest(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    Walk copy = {0};
+    Counts counts;
+    double cpu;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->mutex);
+    counts = self->counts;
+    cpu = self->cpu_s;
+    if (walk_reserve(&copy, self->latest.nentries, self->latest.nthreads) < 0)
+        failed = 1;
+    else {
+        memcpy(copy.entries, self->latest.entries, (size_t)self->latest.nentries * sizeof(Entry));
+        memcpy(copy.threads, self->latest.threads,
+               (size_t)self->latest.nthreads * sizeof(ThreadStack));
+        copy.nentries = self->latest.nentries;
+        copy.nthreads = self->latest.nthreads;
+    }
+    pthread_mutex_unlock(&self->mutex);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        walk_free(&copy);
+        return PyErr_NoMemory();
+    }
+    PyObject *stacks = walk_to_dict(&copy);
+    walk_free(&copy);
+    if (stacks == NULL)
+        return NULL;
+    PyObject *c = counts_to_dict(&counts, cpu);
+    if (c == NULL) {
+        Py_DECREF(stacks);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", stacks, c);
+}
+
+static PyObject *
+reader_get_running(Reader *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->running);
+}
+
+static PyMethodDef reader_methods[] = {
+    {"walk", (PyCFunction)(void (*)(void))reader_walk, METH_VARARGS | METH_KEYWORDS, walk_doc},
+    {"start", (PyCFunction)reader_start, METH_O, start_doc},
+    {"stop", (PyCFunction)reader_stop, METH_NOARGS, "Stop the native thread and wait for it."},
+    {"latest", (PyCFunction)reader_latest, METH_NOARGS, latest_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"running", (getter)reader_get_running, NULL, "Whether the native thread runs.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "spangap._stacks.Reader",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Reads every thread's stack of this interpreter without the GIL.",
+    .tp_new = reader_new,
+    .tp_init = (initproc)reader_init,
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_methods = reader_methods,
+    .tp_getset = reader_getset,
+};
+
+PyDoc_STRVAR(usable_doc,
+"usable() -> str | None\n\n"
+"None when this process may read its own memory with process_vm_readv; else why not\n"
+"(a seccomp filter or a container's policy can refuse it).");
+
+static PyObject *
+usable(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    static const char probe[8] = "spangap";
+    char copy[8] = {0};
+    struct iovec local = {copy, sizeof(copy)};
+    struct iovec remote = {(void *)probe, sizeof(probe)};
+    ssize_t got = process_vm_readv(atomic_load(&self_pid), &local, 1, &remote, 1, 0);
+    if (got == (ssize_t)sizeof(probe) && memcmp(copy, probe, sizeof(probe)) == 0)
+        Py_RETURN_NONE;
+    return PyUnicode_FromFormat("process_vm_readv on this process failed: %s",
+                                got < 0 ? strerror(errno) : "short read");
+}
+
+PyDoc_STRVAR(code_address_doc,
+"code_address(code) -> int\n\nThe address the walks report for a code object.");
+
+static PyObject *
+code_address(PyObject *Py_UNUSED(module), PyObject *code)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "code_address() needs a code object");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)code);
+}
+
+static PyMethodDef module_methods[] = {
+    {"usable", usable, METH_NOARGS, usable_doc},
+    {"code_address", code_address, METH_O, code_address_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef stacks_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "spangap._stacks",
+    .m_doc = "Every thread's stack, read without the GIL (see _stacks.c).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__stacks(void)
+{
+    atomic_store(&self_pid, getpid());
+    static int atfork_done;
+    if (!atfork_done) {
+        if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return NULL;
+        }
+        atfork_done = 1;
+    }
+    if (PyType_Ready(&ReaderType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&stacks_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Reader", (PyObject *)&ReaderType) < 0
+        || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

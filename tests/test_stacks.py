@@ -1,0 +1,177 @@
+"""The native stack reader (``spangap._stacks``): it reads every thread's stack as
+``sys._current_frames()`` shows it, without the GIL, and a host that moves its stacks as
+fast as it can neither crashes nor computes anything different while it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spangap import _stacks
+from spangap.stacks import open_reader, walks_like_getframe
+
+STRESS = Path(__file__).parent / "stacks_stress.py"
+
+
+def chains() -> dict[int, list[tuple[int, int]]]:
+    """Every thread's (code address, f_lasti) from the innermost frame to the root."""
+    out = {}
+    for tid, frame in sys._current_frames().items():
+        chain = []
+        while frame is not None:
+            chain.append((_stacks.code_address(frame.f_code), frame.f_lasti))
+            frame = frame.f_back
+        out[tid] = chain
+    return out
+
+
+def descend(n: int, ready: threading.Event, release: threading.Event) -> None:
+    if n:
+        descend(n - 1, ready, release)
+        return
+    ready.set()
+    release.wait()
+
+
+def in_generator(ready: threading.Event, release: threading.Event) -> None:
+    def waiting() -> Iterator[None]:
+        ready.set()
+        yield release.wait()  # type: ignore[misc]
+
+    next(waiting())
+
+
+def in_task(ready: threading.Event, release: threading.Event) -> None:
+    async def handler() -> None:
+        await asyncio.to_thread(lambda: None)
+        ready.set()
+        release.wait()  # blocks the loop's thread inside a running task
+
+    asyncio.run(handler())
+
+
+@pytest.fixture
+def parked() -> Iterator[Callable[..., int]]:
+    """Start threads that wait at a known depth; they are let go after the test."""
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def park(target: Callable[..., None], *args: Any) -> int:
+        ready = threading.Event()
+        thread = threading.Thread(target=target, args=(*args, ready, release))
+        thread.start()
+        threads.append(thread)
+        assert ready.wait(10)
+        return thread.ident  # type: ignore[return-value]
+
+    yield park
+    release.set()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.parametrize("release_gil", [False, True], ids=["gil-held", "gil-released"])
+def test_every_thread_is_read_as_sys_current_frames_shows_it(parked, release_gil: bool) -> None:
+    """Recursion, a generator's frame and a running task's frames are all on the chain;
+    the parked threads do not move, so the walk made without the GIL equals too."""
+    for depth in (0, 7, 300):
+        parked(descend, depth)
+    parked(in_generator)
+    parked(in_task)
+    time.sleep(0.05)  # every parked thread is inside release.wait() by now
+    walked, counts = _stacks.Reader().walk(release_gil=release_gil)
+    expected = chains()
+    me = threading.get_ident()
+    others = {tid: chain for tid, chain in expected.items() if tid != me}
+    assert len(others) >= 5
+    for tid, chain in others.items():
+        assert walked[tid] == chain, tid
+    assert counts["torn"] == counts["invalid"] == counts["unreadable"] == 0
+    assert counts["max_depth"] >= 300
+
+
+def test_the_reader_is_checked_against_getframe_before_use() -> None:
+    reader, why = open_reader()
+    assert reader is not None, why
+    assert why == "native"
+    assert walks_like_getframe(reader)
+
+
+def test_the_native_thread_walks_without_the_gil_while_python_holds_it(parked) -> None:
+    """A thread that never lets the GIL go does not stop the native walks: they go on,
+    and the latest one holds the parked threads' stacks."""
+    tid = parked(descend, 20)
+    time.sleep(0.05)
+    reader = _stacks.Reader()
+    reader.start(0.001)
+    try:
+        _, before = reader.latest()
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:  # pure Python: holds the GIL but at switches
+            pass
+        walked, after = reader.latest()
+    finally:
+        reader.stop()
+    assert not reader.running
+    assert after["walks"] - before["walks"] >= 50
+    assert walked[tid] == chains()[tid]
+
+
+def test_one_native_reader_runs_at_a_time() -> None:
+    first, second = _stacks.Reader(), _stacks.Reader()
+    first.start(0.01)
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            second.start(0.01)
+    finally:
+        first.stop()
+    second.start(0.01)
+    second.stop()
+
+
+def test_a_fork_leaves_the_child_without_the_native_thread_and_the_parent_with_it() -> None:
+    reader = _stacks.Reader()
+    reader.start(0.001)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: no native thread, and a walk still reads right
+            code = 0 if not reader.running and walks_like_getframe(reader) else 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        _, before = reader.latest()
+        time.sleep(0.05)
+        _, after = reader.latest()
+    finally:
+        reader.stop()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert after["walks"] > before["walks"]  # started again in the parent
+
+
+def test_a_host_moving_its_stacks_at_full_speed_is_unharmed_by_the_reader() -> None:
+    """Threads started and ended a thousand a second, recursion 1,000 deep, generators
+    raising, full collections, with the reader walking every thread at its maximum rate:
+    no crash, no hang, the same results, and the walks really happened (stacks that moved
+    under a walk are counted as dropped, not returned)."""
+    runs = {}
+    for mode in ("off", "on"):
+        done = subprocess.run(
+            [sys.executable, "-X", "faulthandler", str(STRESS), mode],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs["on"]["results"] == runs["off"]["results"]
+    counts = runs["on"]["counts"]
+    assert counts["walks"] >= 100 and counts["threads"] >= 100 and counts["frames"] >= 1000
