@@ -654,9 +654,12 @@ reader_latest(Reader *self, PyObject *Py_UNUSED(ignored))
     if (walk_reserve(&copy, self->latest.nentries, self->latest.nthreads) < 0)
         failed = 1;
     else {
-        memcpy(copy.entries, self->latest.entries, (size_t)self->latest.nentries * sizeof(Entry));
-        memcpy(copy.threads, self->latest.threads,
-               (size_t)self->latest.nthreads * sizeof(ThreadStack));
+        if (self->latest.nentries > 0)
+            memcpy(copy.entries, self->latest.entries,
+                   (size_t)self->latest.nentries * sizeof(Entry));
+        if (self->latest.nthreads > 0)
+            memcpy(copy.threads, self->latest.threads,
+                   (size_t)self->latest.nthreads * sizeof(ThreadStack));
         copy.nentries = self->latest.nentries;
         copy.nthreads = self->latest.nthreads;
     }
