@@ -127,6 +127,26 @@ def test_the_native_thread_walks_without_the_gil_while_python_holds_it(parked) -
     assert walked[tid] == chains()[tid]
 
 
+def test_pinned_code_and_unmoved_stacks_are_not_read_again(parked) -> None:
+    """After ``pin()`` a walk reads no code object of the running stacks; the native
+    thread takes a parked thread's callers from its previous walk, and the result is
+    still what ``sys._current_frames()`` shows."""
+    tid = parked(descend, 200)
+    time.sleep(0.05)
+    reader = _stacks.Reader()
+    assert reader.pin() > 0
+    walked, counts = reader.walk(release_gil=False)
+    assert counts["code_reads"] == 0 and walked[tid] == chains()[tid]
+    reader.start(0.002)
+    try:
+        time.sleep(0.2)
+        walked, counts = reader.latest()
+    finally:
+        reader.stop()
+    assert walked[tid] == chains()[tid]
+    assert counts["frames_reused"] >= 200 * (counts["walks"] - 1) > 0
+
+
 def test_one_native_reader_runs_at_a_time() -> None:
     first, second = _stacks.Reader(), _stacks.Reader()
     first.start(0.01)
@@ -139,6 +159,7 @@ def test_one_native_reader_runs_at_a_time() -> None:
     second.stop()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_fork_leaves_the_child_without_the_native_thread_and_the_parent_with_it() -> None:
     reader = _stacks.Reader()
     reader.start(0.001)

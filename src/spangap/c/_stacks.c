@@ -114,6 +114,7 @@ read_pointer(uintptr_t address, uintptr_t *out)
 /* -- one walk --------------------------------------------------------------------------- */
 
 typedef struct {
+    uintptr_t frame; /* the interpreter frame's address */
     uintptr_t code;  /* the code object's address */
     int32_t lasti;   /* bytes, as frame.f_lasti; -1 before the first instruction */
 } Entry;
@@ -124,16 +125,56 @@ typedef struct {
 } ThreadStack;
 
 typedef struct {
+    uintptr_t frame;
+    Py_ssize_t at; /* index in the previous walk's entries */
+} FrameSlot;
+
+typedef struct {
     Entry *entries;
     Py_ssize_t nentries, entries_cap;
     ThreadStack *threads;
     Py_ssize_t nthreads, threads_cap;
+    FrameSlot *index; /* scratch: the previous stack of the thread being walked */
+    Py_ssize_t index_cap;
 } Walk;
 
 typedef struct {
-    unsigned long long walks, threads, frames, torn, invalid, unreadable;
+    unsigned long long walks, threads, frames, torn, invalid, unreadable, code_reads;
+    unsigned long long frames_reused; /* taken from the previous walk, not read */
     Py_ssize_t max_depth;
 } Counts;
+
+/* -- code objects known without a read ------------------------------------------------ */
+
+/* A code object pinned by a strong reference, taken under the GIL: its address cannot be
+ * reused while it is here, so the walk trusts what was read of it once. */
+typedef struct {
+    uintptr_t code; /* 0: empty */
+    int32_t units, first_traceable;
+} Known;
+
+typedef struct {
+    Known *slots;
+    Py_ssize_t cap, used; /* cap: a power of two, or 0 */
+} KnownCodes;
+
+static Known *
+known_slot(const KnownCodes *k, uintptr_t code)
+{
+    size_t mask = (size_t)k->cap - 1, i = (size_t)(code >> 4) * 0x9E3779B97F4A7C15ull & mask;
+    while (k->slots[i].code != 0 && k->slots[i].code != code)
+        i = (i + 1) & mask;
+    return &k->slots[i];
+}
+
+static const Known *
+known_find(const KnownCodes *k, uintptr_t code)
+{
+    if (k->cap == 0)
+        return NULL;
+    const Known *slot = known_slot(k, code);
+    return slot->code == code ? slot : NULL;
+}
 
 enum { STACK_OK = 0, STACK_TORN = 1, STACK_INVALID = 2, STACK_UNREADABLE = 3 };
 
@@ -168,7 +209,47 @@ walk_free(Walk *w)
 {
     free(w->entries);
     free(w->threads);
+    free(w->index);
     memset(w, 0, sizeof(*w));
+}
+
+/* Index the previous stack `prev` (`depth` entries) by frame address into w->index;
+ * returns the mask of the table, or -1 when memory ran out. */
+static Py_ssize_t
+index_previous(Walk *w, const Entry *prev, Py_ssize_t depth)
+{
+    Py_ssize_t cap = 16;
+    while (cap < depth * 2)
+        cap *= 2;
+    if (cap > w->index_cap) {
+        FrameSlot *grown = realloc(w->index, (size_t)cap * sizeof(FrameSlot));
+        if (grown == NULL)
+            return -1;
+        w->index = grown;
+        w->index_cap = cap;
+    }
+    memset(w->index, 0, (size_t)cap * sizeof(FrameSlot));
+    size_t mask = (size_t)cap - 1;
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        size_t h = (size_t)(prev[i].frame >> 4) * 0x9E3779B97F4A7C15ull & mask;
+        while (w->index[h].frame != 0)
+            h = (h + 1) & mask;
+        w->index[h].frame = prev[i].frame;
+        w->index[h].at = i;
+    }
+    return cap - 1;
+}
+
+static Py_ssize_t
+index_find(const Walk *w, Py_ssize_t mask, uintptr_t frame)
+{
+    size_t h = (size_t)(frame >> 4) * 0x9E3779B97F4A7C15ull & (size_t)mask;
+    while (w->index[h].frame != 0) {
+        if (w->index[h].frame == frame)
+            return w->index[h].at;
+        h = (h + 1) & (size_t)mask;
+    }
+    return -1;
 }
 
 /* The innermost interpreter frame of the thread state copied in `ts` (at `ts_address`),
@@ -208,12 +289,21 @@ reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
 }
 
 /* Append the frames from `frame` to the root to `w` (for thread `tid`), checked. */
+/* Append the frames from `frame` to the root to `w`, checked, innermost first. With the
+ * thread's stack of the previous walk (`prev`, `prev_depth` entries, innermost first),
+ * the walk ends at the first frame found in it with the same code: that call is still
+ * running, so every frame below it is too, at the same instruction (a caller waits in
+ * its call), and those entries are taken from `prev` instead of read again. */
 static int
-walk_frames(Walk *w, uintptr_t frame, Counts *counts, Py_ssize_t *depth_out)
+walk_frames(Walk *w, uintptr_t frame, const KnownCodes *known, const Entry *prev,
+            Py_ssize_t prev_depth, Counts *counts, Py_ssize_t *depth_out)
 {
     char head[FRAME_HEAD_SIZE];
     char code_head[CODE_HEAD_SIZE];
     Py_ssize_t depth = 0;
+    Py_ssize_t mask = -1;
+    if (prev != NULL && prev_depth > 0 && (mask = index_previous(w, prev, prev_depth)) < 0)
+        return -1;
     for (; frame != 0; depth++) {
         if (depth >= MAX_DEPTH)
             return STACK_INVALID; /* a cycle, or a stack no interpreter allows */
@@ -234,19 +324,29 @@ walk_frames(Walk *w, uintptr_t frame, Counts *counts, Py_ssize_t *depth_out)
         }
 #endif
         uintptr_t code = (uintptr_t)f->FRAME_CODE_FIELD;
-        if (read_mem(code_head, code, CODE_HEAD_SIZE) < 0)
-            return STACK_UNREADABLE;
-        const PyCodeObject *co = (const PyCodeObject *)code_head;
-        if (Py_TYPE(co) != &PyCode_Type)
-            return STACK_INVALID; /* 3.13: f_executable may be None for a shim too */
-        Py_ssize_t units = Py_SIZE(co);
+        Py_ssize_t units, first_traceable;
+        const Known *k = known_find(known, code);
+        if (k != NULL) {
+            units = k->units;
+            first_traceable = k->first_traceable;
+        }
+        else {
+            if (read_mem(code_head, code, CODE_HEAD_SIZE) < 0)
+                return STACK_UNREADABLE;
+            counts->code_reads++;
+            const PyCodeObject *co = (const PyCodeObject *)code_head;
+            if (Py_TYPE(co) != &PyCode_Type)
+                return STACK_INVALID; /* 3.13: f_executable may be None for a shim too */
+            units = Py_SIZE(co);
+            first_traceable = co->_co_firsttraceable;
+        }
         uintptr_t first = code + CODE_HEAD_SIZE;
         uintptr_t instr = (uintptr_t)f->FRAME_INSTR_FIELD;
-        if (units <= 0 || co->_co_firsttraceable < 0 || co->_co_firsttraceable > units)
+        if (units <= 0 || first_traceable < 0 || first_traceable > units)
             return STACK_INVALID;
         /* A frame whose call has not started yet is skipped (as PyFrame_GetBack does). */
         if (owner != FRAME_OWNED_BY_GENERATOR
-            && instr < first + (uintptr_t)co->_co_firsttraceable * sizeof(_Py_CODEUNIT)) {
+            && instr < first + (uintptr_t)first_traceable * sizeof(_Py_CODEUNIT)) {
             frame = previous;
             depth--;
             continue;
@@ -257,10 +357,26 @@ walk_frames(Walk *w, uintptr_t frame, Counts *counts, Py_ssize_t *depth_out)
         Py_ssize_t lasti_units = instr < first ? -1 : (Py_ssize_t)((instr - first) / 2);
         if (walk_reserve(w, 1, 0) < 0)
             return -1;
-        w->entries[w->nentries].code = code;
-        w->entries[w->nentries].lasti = lasti_units < 0 ? -1 : (int32_t)(lasti_units * 2);
-        w->nentries++;
+        Entry *e = &w->entries[w->nentries++];
+        e->frame = frame;
+        e->code = code;
+        e->lasti = lasti_units < 0 ? -1 : (int32_t)(lasti_units * 2);
         counts->frames++;
+        Py_ssize_t at = mask >= 0 ? index_find(w, mask, frame) : -1;
+        if (at >= 0 && prev[at].code == code && at + 1 < prev_depth
+            && prev[at + 1].frame == previous) {
+            Py_ssize_t rest = prev_depth - at - 1; /* its callers, as last read */
+            if (depth + 1 + rest > MAX_DEPTH)
+                return STACK_INVALID;
+            if (walk_reserve(w, rest, 0) < 0)
+                return -1;
+            memcpy(&w->entries[w->nentries], &prev[at + 1], (size_t)rest * sizeof(Entry));
+            w->nentries += rest;
+            counts->frames += (unsigned long long)rest;
+            counts->frames_reused += (unsigned long long)rest;
+            depth += 1 + rest;
+            break;
+        }
         frame = previous;
     }
     *depth_out = depth;
@@ -269,8 +385,23 @@ walk_frames(Walk *w, uintptr_t frame, Counts *counts, Py_ssize_t *depth_out)
 
 /* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
  * when it is the native one). Returns 0, or -1 when memory ran out. */
+/* The stack of `tid` in `prev` (found at position `hint` when the list kept its order). */
+static const ThreadStack *
+previous_stack(const Walk *prev, unsigned long tid, Py_ssize_t hint)
+{
+    if (prev == NULL)
+        return NULL;
+    if (hint < prev->nthreads && prev->threads[hint].thread_id == tid)
+        return &prev->threads[hint];
+    for (Py_ssize_t i = 0; i < prev->nthreads; i++)
+        if (prev->threads[i].thread_id == tid)
+            return &prev->threads[i];
+    return NULL;
+}
+
 static int
-walk_all(Walk *w, uintptr_t interp, unsigned long skip_tid, Counts *counts)
+walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
+         const KnownCodes *known, Counts *counts)
 {
     w->nentries = 0;
     w->nthreads = 0;
@@ -301,7 +432,9 @@ walk_all(Walk *w, uintptr_t interp, unsigned long skip_tid, Counts *counts)
         if (walk_reserve(w, 0, 1) < 0)
             return -1;
         Py_ssize_t start = w->nentries, depth = 0;
-        int status = walk_frames(w, top, counts, &depth);
+        const ThreadStack *before = previous_stack(prev, ts.thread_id, w->nthreads);
+        int status = walk_frames(w, top, known, before ? &prev->entries[before->start] : NULL,
+                                 before ? before->depth : 0, counts, &depth);
         if (status < 0)
             return -1;
         uintptr_t again = 0;
@@ -345,6 +478,10 @@ typedef struct {
     Counts counts;
     double cpu_s; /* the native thread's CPU time, updated every walk */
     int paused_for_fork;
+    pthread_mutex_t known_mutex; /* guards `known`: held for a whole walk */
+    KnownCodes known;
+    PyObject *pinned; /* list: the code objects in `known`, referenced */
+    Py_ssize_t pin_limit;
 } Reader;
 
 static Reader *fork_reader; /* the running reader, stopped around fork() */
@@ -367,7 +504,10 @@ sampling_thread(void *arg)
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     while (!atomic_load(&self->stopping)) {
         Counts counts = {0};
-        int failed = walk_all(&self->scratch, self->interp, own, &counts) < 0;
+        pthread_mutex_lock(&self->known_mutex);
+        int failed = walk_all(&self->scratch, &self->latest, self->interp, own, &self->known,
+                              &counts) < 0;
+        pthread_mutex_unlock(&self->known_mutex);
         double cpu = thread_cpu_s();
         pthread_mutex_lock(&self->mutex);
         if (!failed) {
@@ -381,6 +521,8 @@ sampling_thread(void *arg)
         self->counts.torn += counts.torn;
         self->counts.invalid += counts.invalid;
         self->counts.unreadable += counts.unreadable;
+        self->counts.code_reads += counts.code_reads;
+        self->counts.frames_reused += counts.frames_reused;
         if (counts.max_depth > self->counts.max_depth)
             self->counts.max_depth = counts.max_depth;
         self->cpu_s = cpu;
@@ -502,17 +644,26 @@ error:
 static PyObject *
 counts_to_dict(const Counts *c, double cpu_s)
 {
-    return Py_BuildValue("{sKsKsKsKsKsKsnsd}", "walks", c->walks, "threads", c->threads,
-                         "frames", c->frames, "torn", c->torn, "invalid", c->invalid,
-                         "unreadable", c->unreadable, "max_depth", c->max_depth, "cpu_s",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsnsd}", "walks", c->walks, "threads", c->threads,
+                         "frames", c->frames, "frames_reused", c->frames_reused, "torn",
+                         c->torn, "invalid", c->invalid, "unreadable", c->unreadable,
+                         "code_reads", c->code_reads, "max_depth", c->max_depth, "cpu_s",
                          cpu_s);
 }
 
 static int
 reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "", kwlist))
+    static char *kwlist[] = {"pin_limit", NULL};
+    Py_ssize_t pin_limit = 20000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n", kwlist, &pin_limit))
+        return -1;
+    if (pin_limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "pin_limit must be positive");
+        return -1;
+    }
+    self->pin_limit = pin_limit;
+    if (self->pinned == NULL && (self->pinned = PyList_New(0)) == NULL)
         return -1;
     if (self->running) {
         PyErr_SetString(PyExc_RuntimeError, "the reader is running");
@@ -526,7 +677,9 @@ static PyObject *
 reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     Reader *self = (Reader *)type->tp_alloc(type, 0);
-    if (self != NULL && pthread_mutex_init(&self->mutex, NULL) != 0) {
+    if (self != NULL
+        && (pthread_mutex_init(&self->mutex, NULL) != 0
+            || pthread_mutex_init(&self->known_mutex, NULL) != 0)) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -547,8 +700,87 @@ reader_dealloc(Reader *self)
     Py_END_ALLOW_THREADS
     walk_free(&self->scratch);
     walk_free(&self->latest);
+    free(self->known.slots);
+    Py_XDECREF(self->pinned);
     pthread_mutex_destroy(&self->mutex);
+    pthread_mutex_destroy(&self->known_mutex);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Add `code` (alive: the caller holds the GIL and found it on a stack) to `k`. */
+static int
+known_add(KnownCodes *k, PyCodeObject *code)
+{
+    if ((k->used + 1) * 2 > k->cap) {
+        Py_ssize_t cap = k->cap ? k->cap * 2 : 256;
+        KnownCodes grown = {calloc((size_t)cap, sizeof(Known)), cap, 0};
+        if (grown.slots == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < k->cap; i++)
+            if (k->slots[i].code != 0) {
+                *known_slot(&grown, k->slots[i].code) = k->slots[i];
+                grown.used++;
+            }
+        free(k->slots);
+        *k = grown;
+    }
+    Known *slot = known_slot(k, (uintptr_t)code);
+    slot->code = (uintptr_t)code;
+    slot->units = (int32_t)Py_SIZE(code);
+    slot->first_traceable = code->_co_firsttraceable;
+    k->used++;
+    return 0;
+}
+
+PyDoc_STRVAR(pin_doc,
+"pin() -> int\n\n"
+"Keep a reference to every code object now running in any thread, so that walks know\n"
+"it without reading it; returns how many were new. Needs the GIL (held while it runs,\n"
+"so that no thread's frames move). Past pin_limit the pinned codes start over.");
+
+static PyObject *
+reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    Walk w = {0};
+    Counts counts = {0};
+    PyObject *dropped = NULL;
+    Py_ssize_t added = 0;
+    int failed = 0;
+    /* No Python code may run from the walk to the last reference taken: a collection's
+     * finalizer could let the GIL go, and a thread return from a frame just read. */
+    int gc_was_enabled = PyGC_Disable();
+    pthread_mutex_lock(&self->known_mutex);
+    if (walk_all(&w, NULL, self->interp, 0, &self->known, &counts) < 0)
+        failed = 1;
+    if (!failed && self->known.used + w.nentries > self->pin_limit) {
+        free(self->known.slots); /* start over rather than grow without end */
+        memset(&self->known, 0, sizeof(self->known));
+        dropped = self->pinned;
+        self->pinned = PyList_New(0); /* the collector is paused: no code runs here */
+        failed = self->pinned == NULL;
+    }
+    for (Py_ssize_t i = 0; !failed && i < w.nentries; i++) {
+        uintptr_t address = w.entries[i].code;
+        if (known_find(&self->known, address) != NULL)
+            continue;
+        PyObject *code = (PyObject *)address; /* on a stack that cannot move: alive */
+        if (!PyCode_Check(code) || PyList_Append(self->pinned, code) < 0
+            || known_add(&self->known, (PyCodeObject *)code) < 0)
+            failed = 1;
+        else
+            added++;
+    }
+    pthread_mutex_unlock(&self->known_mutex);
+    walk_free(&w);
+    if (gc_was_enabled)
+        PyGC_Enable();
+    Py_XDECREF(dropped); /* last: a code object's weakref callbacks may run code */
+    if (failed) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return NULL;
+    }
+    return PyLong_FromSsize_t(added);
 }
 
 PyDoc_STRVAR(walk_doc,
@@ -569,11 +801,16 @@ reader_walk(Reader *self, PyObject *args, PyObject *kwds)
     int rc;
     if (release) {
         Py_BEGIN_ALLOW_THREADS
-        rc = walk_all(&w, self->interp, 0, &counts);
+        pthread_mutex_lock(&self->known_mutex);
+        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &counts);
+        pthread_mutex_unlock(&self->known_mutex);
         Py_END_ALLOW_THREADS
     }
-    else
-        rc = walk_all(&w, self->interp, 0, &counts);
+    else {
+        pthread_mutex_lock(&self->known_mutex); /* the native thread never waits for the GIL */
+        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &counts);
+        pthread_mutex_unlock(&self->known_mutex);
+    }
     if (rc < 0) {
         walk_free(&w);
         return PyErr_NoMemory();
@@ -690,6 +927,7 @@ reader_get_running(Reader *self, void *Py_UNUSED(closure))
 static PyMethodDef reader_methods[] = {
     {"walk", (PyCFunction)(void (*)(void))reader_walk, METH_VARARGS | METH_KEYWORDS, walk_doc},
     {"start", (PyCFunction)reader_start, METH_O, start_doc},
+    {"pin", (PyCFunction)reader_pin, METH_NOARGS, pin_doc},
     {"stop", (PyCFunction)reader_stop, METH_NOARGS, "Stop the native thread and wait for it."},
     {"latest", (PyCFunction)reader_latest, METH_NOARGS, latest_doc},
     {NULL, NULL, 0, NULL},
