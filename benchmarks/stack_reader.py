@@ -1,0 +1,206 @@
+"""What the native stack reader (``spangap._stacks``) costs, and whether a host survives it.
+
+    python benchmarks/stack_reader.py [--seconds S] [--repeats N] [--stress RUNS]
+
+For each setting, a fresh process runs T threads at stack depth D and the reader's
+native thread walks every thread every 5 ms, never taking the GIL, for S seconds. It
+prints, per walk: the native thread's CPU (its own CPU clock), what that is per thread
+and per frame read, how many frames were read and how many taken unchanged from the
+previous walk, code objects read, and the stacks dropped because they moved under the
+walk. ``parked`` threads wait in one call (their stacks never change); ``busy`` threads
+call short functions at the leaf without pause (the leaf changes at every walk).
+``pinned`` runs ``Reader.pin()`` every 0.2 s, as a drain under the GIL would.
+
+``--stress RUNS`` runs the stress host of the test suite (``tests/stacks_stress.py``)
+that many times in a row with the reader at its maximum rate, and stops at the first
+crash, hang or changed result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import emit, format_table, median, run_child
+
+STRESS_HOST = Path(__file__).resolve().parent.parent / "tests" / "stacks_stress.py"
+SETTINGS = [
+    {"threads": threads, "depth": depth, "load": load, "pinned": pinned}
+    for load in ("parked", "busy")
+    for threads, depth in ((1, 10), (16, 10), (16, 50), (64, 10))
+    for pinned in (False, True)
+]
+
+
+def nest(depth: int, leaf: Any) -> Any:
+    return nest(depth - 1, leaf) if depth > 1 else leaf()
+
+
+def tiny(n: int) -> int:
+    return n + 1
+
+
+def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """One setting, in this (fresh) process."""
+    from spangap import _stacks
+
+    stop = threading.Event()
+
+    def parked() -> None:
+        stop.wait()
+
+    def busy() -> None:
+        n = 0
+        while not stop.is_set():
+            n = tiny(n)
+            if n % 64 == 0:
+                time.sleep(0)  # let the others run: a service, not a spin
+
+    leaf = parked if setting["load"] == "parked" else busy
+    threads = [
+        threading.Thread(target=nest, args=(setting["depth"], leaf))
+        for _ in range(setting["threads"])
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    reader = _stacks.Reader()
+    if setting["pinned"]:
+        reader.pin()
+    reader.start(0.005)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        time.sleep(0.2)
+        if setting["pinned"]:
+            reader.pin()
+    _, counts = reader.latest()
+    reader.stop()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    walks = max(counts["walks"], 1)
+    read = counts["frames"] - counts["frames_reused"]
+    cpu_us = counts["cpu_s"] * 1e6
+    return {
+        "walks_per_s": walks / seconds,
+        "us_per_walk": cpu_us / walks,
+        "us_per_thread": cpu_us / max(counts["threads"], 1),
+        "us_per_frame_read": cpu_us / read if read else float("nan"),
+        "read_per_walk": read / walks,
+        "reused_per_walk": counts["frames_reused"] / walks,
+        "code_reads_per_walk": counts["code_reads"] / walks,
+        "dropped": (counts["torn"] + counts["invalid"] + counts["unreadable"])
+        / max(counts["threads"] + counts["torn"] + counts["invalid"], 1),
+        "cpu_share": counts["cpu_s"] / seconds,
+    }
+
+
+def stress(runs: int) -> int:
+    """Run the stress host ``runs`` times; 0 when every run survived unchanged."""
+    expected = None
+    for i in range(1, runs + 1):
+        results = {}
+        for mode in ("off", "on"):
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-X", "faulthandler", str(STRESS_HOST), mode],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+            except subprocess.TimeoutExpired:
+                print(f"run {i} ({mode}): hung")
+                return 1
+            if done.returncode != 0:
+                print(f"run {i} ({mode}): exit {done.returncode}\n{done.stderr[-2000:]}")
+                return 1
+            results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        if expected is None:
+            expected = results["off"]["results"]
+        if results["on"]["results"] != expected or results["off"]["results"] != expected:
+            print(f"run {i}: the host computed something else with the reader on")
+            return 1
+        counts = results["on"]["counts"]
+        print(
+            f"run {i}: ok, {counts['walks']} walks, {counts['threads']} stacks read, "
+            f"{counts['torn']} torn, {counts['invalid']} invalid, "
+            f"{counts['unreadable']} unreadable",
+            flush=True,
+        )
+    print(f"{runs} runs in a row: no crash, no hang, the same results")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median)")
+    parser.add_argument("--stress", type=int, default=0, metavar="RUNS")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one = json.loads(args.one)
+        emit(measure(one["setting"], one["seconds"]))
+        return 0
+    if args.stress:
+        return stress(args.stress)
+    rows = []
+    for setting in SETTINGS:
+        runs = [
+            run_child(__file__, {"setting": setting, "seconds": args.seconds})
+            for _ in range(args.repeats)
+        ]
+        m = {key: median([run[key] for run in runs]) for key in runs[0]}
+        print(f"{setting}: {m['us_per_walk']:.0f} µs a walk", file=sys.stderr)
+        rows.append(
+            [
+                setting["load"],
+                str(setting["threads"]),
+                str(setting["depth"]),
+                "yes" if setting["pinned"] else "no",
+                f"{m['walks_per_s']:.0f}",
+                f"{m['us_per_walk']:.1f}",
+                f"{m['us_per_thread']:.2f}",
+                f"{m['us_per_frame_read']:.2f}",
+                f"{m['read_per_walk']:.1f}",
+                f"{m['reused_per_walk']:.1f}",
+                f"{m['code_reads_per_walk']:.1f}",
+                f"{m['dropped'] * 100:.2f}%",
+                f"{m['cpu_share'] * 100:.2f}%",
+            ]
+        )
+    print(
+        f"python {sys.version.split()[0]}, a walk every 5 ms, {args.seconds:g} s a run, "
+        f"median of {args.repeats} runs"
+    )
+    print(
+        format_table(
+            [
+                "load",
+                "threads",
+                "depth",
+                "pinned",
+                "walks/s",
+                "µs/walk",
+                "µs/thread",
+                "µs/frame read",
+                "frames read",
+                "reused",
+                "code reads",
+                "dropped",
+                "CPU",
+            ],
+            rows,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
