@@ -129,6 +129,15 @@ typedef struct {
     Py_ssize_t at; /* index in the previous walk's entries */
 } FrameSlot;
 
+/* One thread state of the list, as read at the start of a walk. */
+typedef struct {
+    uintptr_t address;
+    PyThreadState copy;
+    uintptr_t top;    /* its innermost frame, or 0 */
+    char head[FRAME_HEAD_SIZE]; /* the innermost frame's head, read in the same batch */
+    int have_head;
+} StateRead;
+
 typedef struct {
     Entry *entries;
     Py_ssize_t nentries, entries_cap;
@@ -136,6 +145,10 @@ typedef struct {
     Py_ssize_t nthreads, threads_cap;
     FrameSlot *index; /* scratch: the previous stack of the thread being walked */
     Py_ssize_t index_cap;
+    StateRead *states; /* the thread list as this walk read it, in list order */
+    Py_ssize_t nstates, states_cap;
+    struct iovec *local, *remote; /* scratch for batched reads */
+    Py_ssize_t iov_cap;
 } Walk;
 
 typedef struct {
@@ -204,12 +217,66 @@ walk_reserve(Walk *w, Py_ssize_t more_entries, Py_ssize_t more_threads)
     return 0;
 }
 
+static int
+states_reserve(Walk *w, Py_ssize_t n)
+{
+    if (n > w->states_cap) {
+        Py_ssize_t cap = w->states_cap ? w->states_cap : 16;
+        while (cap < n)
+            cap *= 2;
+        StateRead *grown = realloc(w->states, (size_t)cap * sizeof(StateRead));
+        if (grown == NULL)
+            return -1;
+        w->states = grown;
+        w->states_cap = cap;
+    }
+    if (n + 1 > w->iov_cap) {
+        Py_ssize_t cap = w->iov_cap ? w->iov_cap : 16;
+        while (cap < n + 1)
+            cap *= 2;
+        struct iovec *local = realloc(w->local, (size_t)cap * sizeof(struct iovec));
+        if (local == NULL)
+            return -1;
+        w->local = local;
+        struct iovec *remote = realloc(w->remote, (size_t)cap * sizeof(struct iovec));
+        if (remote == NULL)
+            return -1;
+        w->remote = remote;
+        w->iov_cap = cap;
+    }
+    return 0;
+}
+
+/* One process_vm_readv for the `n` ranges set up in w->local / w->remote; 0 when every
+ * byte was read. The kernel takes at most IOV_MAX ranges a call. */
+static int
+read_batch(Walk *w, Py_ssize_t n)
+{
+    Py_ssize_t done = 0;
+    while (done < n) {
+        Py_ssize_t part = n - done > 1024 ? 1024 : n - done;
+        size_t want = 0;
+        for (Py_ssize_t i = done; i < done + part; i++)
+            want += w->local[i].iov_len;
+        ssize_t got = process_vm_readv(atomic_load(&self_pid), w->local + done,
+                                       (unsigned long)part, w->remote + done,
+                                       (unsigned long)part, 0);
+        if (got != (ssize_t)want)
+            return -1;
+        done += part;
+    }
+    return 0;
+}
+
 static void
 walk_free(Walk *w)
 {
     free(w->entries);
     free(w->threads);
     free(w->index);
+    free(w->states);
+    free(w->local);
+    free(w->remote);
     memset(w, 0, sizeof(*w));
 }
 
@@ -252,24 +319,6 @@ index_find(const Walk *w, Py_ssize_t mask, uintptr_t frame)
     return -1;
 }
 
-/* The innermost interpreter frame of the thread state copied in `ts` (at `ts_address`),
- * as an address; 0 for none, -1 when it cannot be read. */
-static int
-current_frame(const PyThreadState *ts, uintptr_t *frame)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    *frame = (uintptr_t)ts->current_frame;
-    return 0;
-#else
-    uintptr_t cframe = (uintptr_t)ts->cframe;
-    if (cframe == 0) {
-        *frame = 0;
-        return 0;
-    }
-    return read_pointer(cframe + offsetof(_PyCFrame, current_frame), frame);
-#endif
-}
-
 /* Read the innermost frame pointer of the thread state at `ts_address` again. */
 static int
 reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
@@ -295,8 +344,8 @@ reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
  * running, so every frame below it is too, at the same instruction (a caller waits in
  * its call), and those entries are taken from `prev` instead of read again. */
 static int
-walk_frames(Walk *w, uintptr_t frame, const KnownCodes *known, const Entry *prev,
-            Py_ssize_t prev_depth, Counts *counts, Py_ssize_t *depth_out)
+walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownCodes *known,
+            const Entry *prev, Py_ssize_t prev_depth, Counts *counts, Py_ssize_t *depth_out)
 {
     char head[FRAME_HEAD_SIZE];
     char code_head[CODE_HEAD_SIZE];
@@ -307,7 +356,11 @@ walk_frames(Walk *w, uintptr_t frame, const KnownCodes *known, const Entry *prev
     for (; frame != 0; depth++) {
         if (depth >= MAX_DEPTH)
             return STACK_INVALID; /* a cycle, or a stack no interpreter allows */
-        if (read_mem(head, frame, FRAME_HEAD_SIZE) < 0)
+        if (first_head != NULL) {
+            memcpy(head, first_head, FRAME_HEAD_SIZE); /* read with the thread states */
+            first_head = NULL;
+        }
+        else if (read_mem(head, frame, FRAME_HEAD_SIZE) < 0)
             return STACK_UNREADABLE;
         const _PyInterpreterFrame *f = (const _PyInterpreterFrame *)head;
         uintptr_t previous = (uintptr_t)f->previous;
@@ -399,6 +452,108 @@ previous_stack(const Walk *prev, unsigned long tid, Py_ssize_t hint)
     return NULL;
 }
 
+/* The thread list of `interp`, with each state copied, into w->states, read link by
+ * link. 0, or 1 when the list changed under the read (the walk is then skipped). */
+static int
+read_states_one_by_one(Walk *w, uintptr_t interp)
+{
+    uintptr_t address;
+    w->nstates = 0;
+    if (read_pointer(interp + offsetof(PyInterpreterState, threads.head), &address) < 0)
+        return 1;
+    while (address != 0) {
+        if (w->nstates >= MAX_THREADS)
+            return 1;
+        if (states_reserve(w, w->nstates + 1) < 0)
+            return -1;
+        StateRead *st = &w->states[w->nstates];
+        if (read_mem(&st->copy, address, sizeof(st->copy)) < 0
+            || (uintptr_t)st->copy.interp != interp)
+            return 1;
+        st->address = address;
+        w->nstates++;
+        address = (uintptr_t)st->copy.next;
+    }
+    return 0;
+}
+
+/* The same in one read, at the addresses the previous walk found: 0 when the list still
+ * links them in the same order, 1 when it does not (then it is read link by link). */
+static int
+read_states_batched(Walk *w, const Walk *prev, uintptr_t interp)
+{
+    Py_ssize_t n = prev->nstates;
+    if (n == 0 || states_reserve(w, n) < 0)
+        return 1;
+    uintptr_t head = 0;
+    w->local[0] = (struct iovec){&head, sizeof(head)};
+    w->remote[0] =
+        (struct iovec){(void *)(interp + offsetof(PyInterpreterState, threads.head)), 8};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        w->states[i].address = prev->states[i].address;
+        w->local[i + 1] = (struct iovec){&w->states[i].copy, sizeof(PyThreadState)};
+        w->remote[i + 1] = (struct iovec){(void *)prev->states[i].address, sizeof(PyThreadState)};
+    }
+    if (read_batch(w, n + 1) < 0 || head != w->states[0].address)
+        return 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uintptr_t next = (uintptr_t)w->states[i].copy.next;
+        uintptr_t expected = i + 1 < n ? w->states[i + 1].address : 0;
+        if (next != expected || (uintptr_t)w->states[i].copy.interp != interp)
+            return 1;
+    }
+    w->nstates = n;
+    return 0;
+}
+
+/* Every state's innermost frame and that frame's head, in one or two batched reads. */
+static int
+read_tops(Walk *w)
+{
+    Py_ssize_t n = 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    for (Py_ssize_t i = 0; i < w->nstates; i++)
+        w->states[i].top = (uintptr_t)w->states[i].copy.current_frame;
+#else
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
+        StateRead *st = &w->states[i];
+        st->top = 0;
+        uintptr_t cframe = (uintptr_t)st->copy.cframe;
+        if (cframe == 0)
+            continue;
+        w->local[n] = (struct iovec){&st->top, sizeof(st->top)};
+        w->remote[n] = (struct iovec){(void *)(cframe + offsetof(_PyCFrame, current_frame)), 8};
+        n++;
+    }
+    if (n > 0 && read_batch(w, n) < 0) {
+        /* one range failed: read them one at a time, so the others still count */
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (read_mem(w->local[i].iov_base, (uintptr_t)w->remote[i].iov_base, 8) < 0)
+                *(uintptr_t *)w->local[i].iov_base = 0;
+    }
+#endif
+    n = 0;
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
+        StateRead *st = &w->states[i];
+        st->have_head = 0;
+        if (st->top == 0)
+            continue;
+        w->local[n] = (struct iovec){st->head, FRAME_HEAD_SIZE};
+        w->remote[n] = (struct iovec){(void *)st->top, FRAME_HEAD_SIZE};
+        n++;
+    }
+    if (n > 0 && read_batch(w, n) == 0) {
+        for (Py_ssize_t i = 0; i < w->nstates; i++)
+            w->states[i].have_head = w->states[i].top != 0;
+    }
+    return 0;
+}
+
+/* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
+ * when it is the native one). The thread states, their innermost frames and those
+ * frames' heads are read in one batch each, at the addresses of the previous walk
+ * (`prev`, or NULL); a thread whose innermost call is the one it ran at the previous
+ * walk costs nothing more. Returns 0, or -1 when memory ran out. */
 static int
 walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
          const KnownCodes *known, Counts *counts)
@@ -406,59 +561,57 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
     w->nentries = 0;
     w->nthreads = 0;
     counts->walks++;
-    uintptr_t ts_address;
-    if (read_pointer(interp + offsetof(PyInterpreterState, threads.head), &ts_address) < 0) {
-        counts->unreadable++;
+    int status = prev != NULL ? read_states_batched(w, prev, interp) : 1;
+    if (status == 1)
+        status = read_states_one_by_one(w, interp);
+    if (status < 0)
+        return -1;
+    if (status == 1) {
+        w->nstates = 0;
+        counts->invalid++; /* the list changed under the read: every thread next time */
         return 0;
     }
-    PyThreadState ts;
-    for (Py_ssize_t n = 0; ts_address != 0; n++) {
-        if (n >= MAX_THREADS || read_mem(&ts, ts_address, sizeof(ts)) < 0
-            || (uintptr_t)ts.interp != interp) {
-            counts->invalid++; /* the list changed under the read: the rest next time */
-            return 0;
-        }
-        uintptr_t next = (uintptr_t)ts.next;
-        if (ts.thread_id == skip_tid) {
-            ts_address = next;
+    if (read_tops(w) < 0)
+        return -1;
+    for (Py_ssize_t n = 0; n < w->nstates; n++) {
+        StateRead *st = &w->states[n];
+        if (st->copy.thread_id == skip_tid || st->top == 0)
             continue;
-        }
-        uintptr_t top;
-        if (current_frame(&ts, &top) < 0) {
-            counts->unreadable++;
-            ts_address = next;
-            continue;
-        }
         if (walk_reserve(w, 0, 1) < 0)
             return -1;
         Py_ssize_t start = w->nentries, depth = 0;
-        const ThreadStack *before = previous_stack(prev, ts.thread_id, w->nthreads);
-        int status = walk_frames(w, top, known, before ? &prev->entries[before->start] : NULL,
+        const ThreadStack *before = previous_stack(prev, st->copy.thread_id, w->nthreads);
+        unsigned long long read_before = counts->frames - counts->frames_reused;
+        int walked = walk_frames(w, st->top, st->have_head ? st->head : NULL, known,
+                                 before ? &prev->entries[before->start] : NULL,
                                  before ? before->depth : 0, counts, &depth);
-        if (status < 0)
+        if (walked < 0)
             return -1;
+        /* When frames beyond the innermost were read, the innermost must still be the
+         * same, or the stack moved under the walk. */
+        int read_more = counts->frames - counts->frames_reused - read_before > 1
+                        || !st->have_head;
         uintptr_t again = 0;
-        if (status == STACK_OK && (reread_current_frame(ts_address, &again) < 0 || again != top))
-            status = STACK_TORN; /* it moved under the walk: dropped, not half old */
-        if (status != STACK_OK) {
+        if (walked == STACK_OK && read_more
+            && (reread_current_frame(st->address, &again) < 0 || again != st->top))
+            walked = STACK_TORN; /* it moved under the walk: dropped, not half old */
+        if (walked != STACK_OK) {
             w->nentries = start;
-            if (status == STACK_TORN)
+            if (walked == STACK_TORN)
                 counts->torn++;
-            else if (status == STACK_INVALID)
+            else if (walked == STACK_INVALID)
                 counts->invalid++;
             else
                 counts->unreadable++;
-            ts_address = next;
             continue;
         }
         ThreadStack *t = &w->threads[w->nthreads++];
-        t->thread_id = ts.thread_id;
+        t->thread_id = st->copy.thread_id;
         t->start = start;
         t->depth = w->nentries - start;
         if (t->depth > counts->max_depth)
             counts->max_depth = t->depth;
         counts->threads++;
-        ts_address = next;
     }
     return 0;
 }
