@@ -7,9 +7,11 @@ native thread walks every thread every 5 ms, never taking the GIL, for S seconds
 prints, per walk: the native thread's CPU (its own CPU clock), what that is per thread
 and per frame read, how many frames were read and how many taken unchanged from the
 previous walk, code objects read, and the stacks dropped because they moved under the
-walk. ``parked`` threads wait in one call (their stacks never change); ``busy`` threads
+walk. Each walk also finds the span in every thread's executing context. ``parked``
+threads wait in one call (their stacks never change); ``busy`` threads
 call short functions at the leaf without pause (the leaf changes at every walk).
-``pinned`` runs ``Reader.pin()`` every 0.2 s, as a drain under the GIL would.
+``pinned`` runs ``Reader.pin()`` every 0.2 s, as a drain under the GIL would: code
+objects and context mappings it has pinned are known without a read.
 
 ``--stress RUNS`` runs the stress host of the test suite (``tests/stacks_stress.py``)
 that many times in a row with the reader at its maximum rate, and stops at the first
@@ -48,7 +50,7 @@ def tiny(n: int) -> int:
 
 def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
     """One setting, in this (fresh) process."""
-    from spangap import _stacks
+    from spangap.stacks import open_reader
 
     stop = threading.Event()
 
@@ -70,7 +72,9 @@ def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
     for thread in threads:
         thread.start()
     time.sleep(0.2)
-    reader = _stacks.Reader()
+    reader, why = open_reader()
+    if reader is None:
+        raise SystemExit(f"no native reader: {why}")
     if setting["pinned"]:
         reader.pin()
     reader.start(0.005)
@@ -79,7 +83,7 @@ def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
         time.sleep(0.2)
         if setting["pinned"]:
             reader.pin()
-    _, counts = reader.latest()
+    _, _, counts = reader.latest()
     reader.stop()
     stop.set()
     for thread in threads:

@@ -101,7 +101,7 @@ def main() -> None:
         thread.join()
     counts = None
     if reader is not None:
-        _, counts = reader.latest()
+        _, _, counts = reader.latest()
         reader.stop()
     print(json.dumps({"results": results, "counts": counts}, sort_keys=True))
 

@@ -5,6 +5,7 @@ fast as it can neither crashes nor computes anything different while it reads.""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import subprocess
@@ -16,8 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import INVALID_SPAN
 
 from spangap import _stacks
+from spangap.spanstate import runtime_context_var
 from spangap.stacks import open_reader, walks_like_getframe
 
 STRESS = Path(__file__).parent / "stacks_stress.py"
@@ -89,7 +95,7 @@ def test_every_thread_is_read_as_sys_current_frames_shows_it(parked, release_gil
     parked(in_generator)
     parked(in_task)
     time.sleep(0.05)  # every parked thread is inside release.wait() by now
-    walked, counts = _stacks.Reader().walk(release_gil=release_gil)
+    walked, _, counts = _stacks.Reader().walk(release_gil=release_gil)
     expected = chains()
     me = threading.get_ident()
     others = {tid: chain for tid, chain in expected.items() if tid != me}
@@ -98,6 +104,72 @@ def test_every_thread_is_read_as_sys_current_frames_shows_it(parked, release_gil
         assert walked[tid] == chain, tid
     assert counts["torn"] == counts["invalid"] == counts["unreadable"] == 0
     assert counts["max_depth"] >= 300
+
+
+TRACER = TracerProvider().get_tracer("stacks")
+SAMPLED_OUT = TracerProvider(sampler=ALWAYS_OFF).get_tracer("stacks-sampled-out")
+
+
+def with_span(kind: str, ready: threading.Event, release: threading.Event) -> None:
+    """Park inside a context that holds a span in one of the ways an application makes
+    one current (or none), after noting what OpenTelemetry itself says is current."""
+    expected: dict[int, int] = EXPECTED_SPANS
+
+    def park() -> None:
+        span = trace.get_current_span()
+        expected[threading.get_ident()] = 0 if span is INVALID_SPAN else id(span)
+        ready.set()
+        release.wait()
+
+    if kind == "none":
+        park()
+    elif kind == "sdk":
+        with TRACER.start_as_current_span("parked"):
+            park()
+    elif kind == "sampled-out":
+        with SAMPLED_OUT.start_as_current_span("parked"):
+            park()
+    elif kind == "ended-span":
+        with TRACER.start_as_current_span("done"):
+            pass
+        park()
+    elif kind == "many-vars":  # the context's mapping grows array nodes
+        for var in [contextvars.ContextVar(f"filler_{i}") for i in range(100)]:
+            var.set(1)
+        with TRACER.start_as_current_span("parked"):
+            park()
+    elif kind == "set-directly":  # no attach(): the variable itself is set
+        span = TRACER.start_span("direct")
+        runtime_context_var().set(trace.set_span_in_context(span))
+        park()
+    elif kind == "carried":  # Context.run on another thread, as to_thread does
+        with TRACER.start_as_current_span("carrier"):
+            ctx = contextvars.copy_context()
+        inner = threading.Thread(target=ctx.run, args=(park,))
+        inner.start()
+        inner.join()
+
+
+EXPECTED_SPANS: dict[int, int] = {}
+SPAN_KINDS = ["none", "sdk", "sampled-out", "ended-span", "many-vars", "set-directly", "carried"]
+
+
+@pytest.mark.parametrize("release_gil", [False, True], ids=["gil-held", "gil-released"])
+def test_the_span_in_each_threads_context_is_the_one_opentelemetry_returns(
+    parked, release_gil: bool
+) -> None:
+    EXPECTED_SPANS.clear()
+    for kind in SPAN_KINDS:
+        parked(with_span, kind)
+    reader, why = open_reader()
+    assert reader is not None, why
+    _, spans, _ = reader.walk(release_gil=release_gil)
+    assert len(EXPECTED_SPANS) == len(SPAN_KINDS)
+    assert {tid: spans.get(tid) for tid in EXPECTED_SPANS} == EXPECTED_SPANS
+    assert sum(1 for span in EXPECTED_SPANS.values() if span) == 5  # all but two kinds
+    assert reader.pin() > 0  # from now on each context's answer is kept with its mapping
+    _, spans, _ = reader.walk(release_gil=release_gil)
+    assert {tid: spans.get(tid) for tid in EXPECTED_SPANS} == EXPECTED_SPANS
 
 
 def test_the_reader_is_checked_against_getframe_before_use() -> None:
@@ -115,11 +187,11 @@ def test_the_native_thread_walks_without_the_gil_while_python_holds_it(parked) -
     reader = _stacks.Reader()
     reader.start(0.001)
     try:
-        _, before = reader.latest()
+        _, _, before = reader.latest()
         end = time.perf_counter() + 0.3
         while time.perf_counter() < end:  # pure Python: holds the GIL but at switches
             pass
-        walked, after = reader.latest()
+        walked, _, after = reader.latest()
     finally:
         reader.stop()
     assert not reader.running
@@ -135,12 +207,12 @@ def test_pinned_code_and_unmoved_stacks_are_not_read_again(parked) -> None:
     time.sleep(0.05)
     reader = _stacks.Reader()
     assert reader.pin() > 0
-    walked, counts = reader.walk(release_gil=False)
+    walked, _, counts = reader.walk(release_gil=False)
     assert counts["code_reads"] == 0 and walked[tid] == chains()[tid]
     reader.start(0.002)
     try:
         time.sleep(0.2)
-        walked, counts = reader.latest()
+        walked, _, counts = reader.latest()
     finally:
         reader.stop()
     assert walked[tid] == chains()[tid]
@@ -169,9 +241,9 @@ def test_a_fork_leaves_the_child_without_the_native_thread_and_the_parent_with_i
             code = 0 if not reader.running and walks_like_getframe(reader) else 1
             os._exit(code)
         _, status = os.waitpid(pid, 0)
-        _, before = reader.latest()
+        _, _, before = reader.latest()
         time.sleep(0.05)
-        _, after = reader.latest()
+        _, _, after = reader.latest()
     finally:
         reader.stop()
     assert os.waitstatus_to_exitcode(status) == 0

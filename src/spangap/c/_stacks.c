@@ -25,7 +25,10 @@
 #error "spangap._stacks needs a build with the GIL"
 #endif
 
+#include "internal/pycore_context.h"
+#include "internal/pycore_dict.h"
 #include "internal/pycore_frame.h"
+#include "internal/pycore_hamt.h"
 #include "internal/pycore_interp.h"
 
 #include <errno.h>
@@ -111,6 +114,273 @@ read_pointer(uintptr_t address, uintptr_t *out)
     return read_mem(out, address, sizeof(*out));
 }
 
+/* -- objects known without a read ------------------------------------------------------ */
+
+/* An object pinned by a strong reference, taken under the GIL: its address cannot be
+ * reused while it is here, so a walk trusts what was read of it once. A code object
+ * keeps its size and first traceable instruction; a context's mapping (an immutable
+ * HAMT) keeps the span it holds. */
+typedef struct {
+    uintptr_t key; /* the object's address; 0: empty */
+    uintptr_t span;
+    int32_t units, first_traceable; /* a code object's; for a mapping, units = SPAN_* */
+} Known;
+
+typedef struct {
+    Known *slots;
+    Py_ssize_t cap, used; /* cap: a power of two, or 0 */
+} KnownTable;
+
+static Known *
+known_slot(const KnownTable *k, uintptr_t key)
+{
+    size_t mask = (size_t)k->cap - 1, i = (size_t)(key >> 4) * 0x9E3779B97F4A7C15ull & mask;
+    while (k->slots[i].key != 0 && k->slots[i].key != key)
+        i = (i + 1) & mask;
+    return &k->slots[i];
+}
+
+static const Known *
+known_find(const KnownTable *k, uintptr_t key)
+{
+    if (k->cap == 0)
+        return NULL;
+    const Known *slot = known_slot(k, key);
+    return slot->key == key ? slot : NULL;
+}
+
+/* Room for one more entry: 0, or -1 when memory ran out. */
+static int
+known_reserve(KnownTable *k)
+{
+    if ((k->used + 1) * 2 <= k->cap)
+        return 0;
+    Py_ssize_t cap = k->cap ? k->cap * 2 : 256;
+    KnownTable grown = {calloc((size_t)cap, sizeof(Known)), cap, 0};
+    if (grown.slots == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < k->cap; i++)
+        if (k->slots[i].key != 0) {
+            *known_slot(&grown, k->slots[i].key) = k->slots[i];
+            grown.used++;
+        }
+    free(k->slots);
+    *k = grown;
+    return 0;
+}
+
+static void
+known_clear(KnownTable *k)
+{
+    free(k->slots);
+    memset(k, 0, sizeof(*k));
+}
+
+/* -- the span in a thread's executing context -------------------------------------------- */
+
+enum { SPAN_NONE = 0, SPAN_FOUND = 1, SPAN_UNKNOWN = 2 };
+
+/* hamt.c's array and collision nodes (the bitmap node is in pycore_hamt.h from 3.12; its
+ * layout is the same in 3.11). A self-check against real contexts runs before use. */
+typedef struct {
+    PyObject_VAR_HEAD
+    uint32_t b_bitmap;
+    PyObject *b_array[1];
+} BitmapNode;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *a_array[32];
+    Py_ssize_t a_count;
+} ArrayNode;
+
+typedef struct {
+    PyObject_VAR_HEAD
+    int32_t c_hash;
+    PyObject *c_array[1];
+} CollisionNode;
+
+#if PY_VERSION_HEX >= 0x030C0000
+_Static_assert(offsetof(BitmapNode, b_array) == offsetof(PyHamtNode_Bitmap, b_array),
+               "bitmap node layout");
+#endif
+POINTER_FIELD(PyContext, ctx_vars);
+POINTER_FIELD(PyHamtObject, h_root);
+POINTER_FIELD(PyDictObject, ma_keys);
+POINTER_FIELD(PyDictObject, ma_values);
+
+#define MAX_HAMT_DEPTH 8 /* 32 hash bits, 5 a level: 7 levels and a collision node */
+#define MAX_CONTEXT_ITEMS 64
+#define MAX_COLLISION_ITEMS 64
+
+enum { NODE_UNSEEN = 0, NODE_BITMAP, NODE_ARRAY, NODE_COLLISION, NODE_OTHER };
+
+/* What to look for: OpenTelemetry's context variable, the key of the span in its
+ * Context, and the invalid span (no span), as addresses pinned by the reader. */
+typedef struct {
+    uintptr_t var, key, invalid;
+    int32_t hash; /* the variable's hash, folded to 32 bits as hamt.c folds it */
+    int enabled;
+    uintptr_t types[4]; /* type addresses met, by NODE_* kind (learned from tp_name) */
+    KnownTable mappings; /* contexts' mappings pinned by pin(), with the span they hold */
+} SpanLookup;
+
+/* The kind of HAMT node whose type is at `type`, learned once from the type's name. */
+static int
+node_kind(SpanLookup *l, uintptr_t type)
+{
+    for (int kind = NODE_BITMAP; kind <= NODE_COLLISION; kind++)
+        if (l->types[kind] == type)
+            return kind;
+    uintptr_t name_at;
+    char name[24] = {0};
+    if (read_pointer(type + offsetof(PyTypeObject, tp_name), &name_at) < 0
+        || read_mem(name, name_at, sizeof(name) - 1) < 0)
+        return NODE_OTHER;
+    int kind = strcmp(name, "hamt_bitmap_node") == 0      ? NODE_BITMAP
+               : strcmp(name, "hamt_array_node") == 0     ? NODE_ARRAY
+               : strcmp(name, "hamt_collision_node") == 0 ? NODE_COLLISION
+                                                          : NODE_OTHER;
+    if (kind != NODE_OTHER)
+        l->types[kind] = type;
+    return kind;
+}
+
+/* The value of the variable in the HAMT at `hamt`: 1 and *value, 0 when it has none, -1
+ * when a read failed or something read was not what it must be. */
+static int
+hamt_find(SpanLookup *l, uintptr_t hamt, uintptr_t *value)
+{
+    uintptr_t node;
+    if (read_pointer(hamt + offsetof(PyHamtObject, h_root), &node) < 0)
+        return -1;
+    uint32_t hash = (uint32_t)l->hash;
+    for (int level = 0, shift = 0; level < MAX_HAMT_DEPTH; level++, shift += 5) {
+        if (node == 0)
+            return -1;
+        uintptr_t type;
+        if (read_pointer(node + offsetof(PyObject, ob_type), &type) < 0)
+            return -1;
+        uint32_t slot = (hash >> shift) & 0x1f;
+        switch (node_kind(l, type)) {
+        case NODE_BITMAP: {
+            uint32_t bitmap;
+            if (read_mem(&bitmap, node + offsetof(BitmapNode, b_bitmap), sizeof(bitmap)) < 0)
+                return -1;
+            uint32_t bit = 1u << slot;
+            if (!(bitmap & bit))
+                return 0;
+            int index = __builtin_popcount(bitmap & (bit - 1));
+            uintptr_t pair[2];
+            if (read_mem(pair, node + offsetof(BitmapNode, b_array) + 2 * index * sizeof(void *),
+                         sizeof(pair)) < 0)
+                return -1;
+            if (pair[0] == 0) { /* a sub-node */
+                node = pair[1];
+                continue;
+            }
+            if (pair[0] != l->var)
+                return 0; /* ContextVars compare by identity */
+            *value = pair[1];
+            return 1;
+        }
+        case NODE_ARRAY:
+            if (read_pointer(node + offsetof(ArrayNode, a_array) + slot * sizeof(void *), &node)
+                < 0)
+                return -1;
+            if (node == 0)
+                return 0;
+            continue;
+        case NODE_COLLISION: {
+            Py_ssize_t size;
+            if (read_mem(&size, node + offsetof(PyVarObject, ob_size), sizeof(size)) < 0
+                || size < 2 || size > 2 * MAX_COLLISION_ITEMS || size % 2)
+                return -1;
+            uintptr_t items[2 * MAX_COLLISION_ITEMS];
+            if (read_mem(items, node + offsetof(CollisionNode, c_array),
+                         (size_t)size * sizeof(void *)) < 0)
+                return -1;
+            for (Py_ssize_t i = 0; i < size; i += 2)
+                if (items[i] == l->var) {
+                    *value = items[i + 1];
+                    return 1;
+                }
+            return 0;
+        }
+        default:
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* The span an OpenTelemetry Context (a dict) at `ctx` holds under the span key. */
+static int
+dict_find(SpanLookup *l, uintptr_t dict, uintptr_t *value)
+{
+    uintptr_t keys, values;
+    if (read_pointer(dict + offsetof(PyDictObject, ma_keys), &keys) < 0
+        || read_pointer(dict + offsetof(PyDictObject, ma_values), &values) < 0)
+        return -1;
+    if (values != 0)
+        return -1; /* a split table: OpenTelemetry's Contexts are never one */
+    char header[offsetof(PyDictKeysObject, dk_indices)];
+    if (read_mem(header, keys, sizeof(header)) < 0)
+        return -1;
+    const PyDictKeysObject *dk = (const PyDictKeysObject *)header;
+    Py_ssize_t n = dk->dk_nentries;
+    if (n < 0 || n > MAX_CONTEXT_ITEMS || dk->dk_log2_index_bytes > 16)
+        return -1;
+    if (n == 0)
+        return 0;
+    uintptr_t entries = keys + offsetof(PyDictKeysObject, dk_indices)
+                        + ((size_t)1 << dk->dk_log2_index_bytes);
+    if (dk->dk_kind == DICT_KEYS_GENERAL) {
+        PyDictKeyEntry items[MAX_CONTEXT_ITEMS];
+        if (read_mem(items, entries, (size_t)n * sizeof(PyDictKeyEntry)) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if ((uintptr_t)items[i].me_key == l->key) {
+                *value = (uintptr_t)items[i].me_value;
+                return *value != 0;
+            }
+        return 0;
+    }
+    if (dk->dk_kind != DICT_KEYS_UNICODE)
+        return -1;
+    PyDictUnicodeEntry items[MAX_CONTEXT_ITEMS];
+    if (read_mem(items, entries, (size_t)n * sizeof(PyDictUnicodeEntry)) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((uintptr_t)items[i].me_key == l->key) {
+            *value = (uintptr_t)items[i].me_value;
+            return *value != 0;
+        }
+    return 0;
+}
+
+/* SPAN_NONE, SPAN_FOUND (*span) or SPAN_UNKNOWN for a context whose mapping of
+ * variables is at `hamt`. A mapping pinned by pin() is answered without a read. */
+static int
+span_in(SpanLookup *l, uintptr_t hamt, uintptr_t *span)
+{
+    if (hamt == 0)
+        return SPAN_NONE; /* no context entered yet: no variable set */
+    const Known *k = known_find(&l->mappings, hamt);
+    if (k != NULL) {
+        *span = k->span;
+        return k->units;
+    }
+    uintptr_t otel_context;
+    int found = hamt_find(l, hamt, &otel_context);
+    if (found <= 0)
+        return found == 0 ? SPAN_NONE : SPAN_UNKNOWN;
+    found = dict_find(l, otel_context, span);
+    if (found <= 0)
+        return found == 0 ? SPAN_NONE : SPAN_UNKNOWN;
+    return *span == l->invalid ? SPAN_NONE : SPAN_FOUND;
+}
+
 /* -- one walk --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -122,6 +392,9 @@ typedef struct {
 typedef struct {
     unsigned long thread_id;
     Py_ssize_t start, depth; /* its entries in the walk's array, innermost first */
+    uintptr_t span;          /* with SPAN_FOUND: the span in its executing context */
+    uintptr_t mapping;       /* that context's mapping of variables */
+    int span_state;
 } ThreadStack;
 
 typedef struct {
@@ -136,6 +409,8 @@ typedef struct {
     uintptr_t top;    /* its innermost frame, or 0 */
     char head[FRAME_HEAD_SIZE]; /* the innermost frame's head, read in the same batch */
     int have_head;
+    uintptr_t mapping; /* its executing context's mapping of variables, or 0 */
+    int have_mapping;
 } StateRead;
 
 typedef struct {
@@ -157,37 +432,6 @@ typedef struct {
     Py_ssize_t max_depth;
 } Counts;
 
-/* -- code objects known without a read ------------------------------------------------ */
-
-/* A code object pinned by a strong reference, taken under the GIL: its address cannot be
- * reused while it is here, so the walk trusts what was read of it once. */
-typedef struct {
-    uintptr_t code; /* 0: empty */
-    int32_t units, first_traceable;
-} Known;
-
-typedef struct {
-    Known *slots;
-    Py_ssize_t cap, used; /* cap: a power of two, or 0 */
-} KnownCodes;
-
-static Known *
-known_slot(const KnownCodes *k, uintptr_t code)
-{
-    size_t mask = (size_t)k->cap - 1, i = (size_t)(code >> 4) * 0x9E3779B97F4A7C15ull & mask;
-    while (k->slots[i].code != 0 && k->slots[i].code != code)
-        i = (i + 1) & mask;
-    return &k->slots[i];
-}
-
-static const Known *
-known_find(const KnownCodes *k, uintptr_t code)
-{
-    if (k->cap == 0)
-        return NULL;
-    const Known *slot = known_slot(k, code);
-    return slot->code == code ? slot : NULL;
-}
 
 enum { STACK_OK = 0, STACK_TORN = 1, STACK_INVALID = 2, STACK_UNREADABLE = 3 };
 
@@ -344,7 +588,7 @@ reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
  * running, so every frame below it is too, at the same instruction (a caller waits in
  * its call), and those entries are taken from `prev` instead of read again. */
 static int
-walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownCodes *known,
+walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownTable *known,
             const Entry *prev, Py_ssize_t prev_depth, Counts *counts, Py_ssize_t *depth_out)
 {
     char head[FRAME_HEAD_SIZE];
@@ -508,7 +752,7 @@ read_states_batched(Walk *w, const Walk *prev, uintptr_t interp)
 
 /* Every state's innermost frame and that frame's head, in one or two batched reads. */
 static int
-read_tops(Walk *w)
+read_tops(Walk *w, int mappings)
 {
     Py_ssize_t n = 0;
 #if PY_VERSION_HEX >= 0x030D0000
@@ -546,6 +790,22 @@ read_tops(Walk *w)
         for (Py_ssize_t i = 0; i < w->nstates; i++)
             w->states[i].have_head = w->states[i].top != 0;
     }
+    n = 0;
+    for (Py_ssize_t i = 0; mappings && i < w->nstates; i++) {
+        StateRead *st = &w->states[i];
+        st->mapping = 0;
+        st->have_mapping = st->copy.context == NULL; /* none entered: no mapping */
+        if (st->copy.context == NULL)
+            continue;
+        w->local[n] = (struct iovec){&st->mapping, sizeof(st->mapping)};
+        w->remote[n] =
+            (struct iovec){(char *)st->copy.context + offsetof(PyContext, ctx_vars), 8};
+        n++;
+    }
+    if (n > 0 && read_batch(w, n) == 0) {
+        for (Py_ssize_t i = 0; i < w->nstates; i++)
+            w->states[i].have_mapping = 1;
+    }
     return 0;
 }
 
@@ -556,7 +816,7 @@ read_tops(Walk *w)
  * walk costs nothing more. Returns 0, or -1 when memory ran out. */
 static int
 walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
-         const KnownCodes *known, Counts *counts)
+         const KnownTable *known, SpanLookup *spans, Counts *counts)
 {
     w->nentries = 0;
     w->nthreads = 0;
@@ -571,7 +831,7 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
         counts->invalid++; /* the list changed under the read: every thread next time */
         return 0;
     }
-    if (read_tops(w) < 0)
+    if (read_tops(w, spans != NULL && spans->enabled) < 0)
         return -1;
     for (Py_ssize_t n = 0; n < w->nstates; n++) {
         StateRead *st = &w->states[n];
@@ -609,6 +869,11 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
         t->thread_id = st->copy.thread_id;
         t->start = start;
         t->depth = w->nentries - start;
+        t->span = 0;
+        t->mapping = st->mapping;
+        t->span_state = spans != NULL && spans->enabled && st->have_mapping
+                             ? span_in(spans, st->mapping, &t->span)
+                             : SPAN_UNKNOWN;
         if (t->depth > counts->max_depth)
             counts->max_depth = t->depth;
         counts->threads++;
@@ -632,7 +897,9 @@ typedef struct {
     double cpu_s; /* the native thread's CPU time, updated every walk */
     int paused_for_fork;
     pthread_mutex_t known_mutex; /* guards `known`: held for a whole walk */
-    KnownCodes known;
+    KnownTable known;
+    SpanLookup spans;
+    PyObject *span_refs; /* (var, key, invalid): what `spans` points at, referenced */
     PyObject *pinned; /* list: the code objects in `known`, referenced */
     Py_ssize_t pin_limit;
 } Reader;
@@ -659,7 +926,7 @@ sampling_thread(void *arg)
         Counts counts = {0};
         pthread_mutex_lock(&self->known_mutex);
         int failed = walk_all(&self->scratch, &self->latest, self->interp, own, &self->known,
-                              &counts) < 0;
+                              &self->spans, &counts) < 0;
         pthread_mutex_unlock(&self->known_mutex);
         double cpu = thread_cpu_s();
         pthread_mutex_lock(&self->mutex);
@@ -794,6 +1061,34 @@ error:
     return NULL;
 }
 
+/* The walk's spans as {thread id: span address, 0 for no span, None when unknown}. */
+static PyObject *
+spans_to_dict(const Walk *w)
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < w->nthreads; i++) {
+        const ThreadStack *t = &w->threads[i];
+        PyObject *key = PyLong_FromUnsignedLong(t->thread_id);
+        PyObject *value = t->span_state == SPAN_UNKNOWN ? Py_NewRef(Py_None)
+                          : PyLong_FromUnsignedLongLong(
+                              t->span_state == SPAN_FOUND ? (unsigned long long)t->span : 0);
+        int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(result, key, value);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (rc < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
+}
+
+/* (stacks, spans, counts) for Python. */
+static PyObject *
+walk_result(const Walk *w, const Counts *counts, double cpu_s);
+
 static PyObject *
 counts_to_dict(const Counts *c, double cpu_s)
 {
@@ -804,18 +1099,69 @@ counts_to_dict(const Counts *c, double cpu_s)
                          cpu_s);
 }
 
+static PyObject *
+walk_result(const Walk *w, const Counts *counts, double cpu_s)
+{
+    PyObject *stacks = walk_to_dict(w);
+    PyObject *spans = stacks ? spans_to_dict(w) : NULL;
+    PyObject *c = spans ? counts_to_dict(counts, cpu_s) : NULL;
+    if (c == NULL) {
+        Py_XDECREF(stacks);
+        Py_XDECREF(spans);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", stacks, spans, c);
+}
+
+/* Learn where OpenTelemetry keeps the span: `var` its ContextVar, `key` the span's key
+ * in an OpenTelemetry Context, `invalid` the object that means "no span". */
+static int
+set_span_lookup(Reader *self, PyObject *var, PyObject *key, PyObject *invalid)
+{
+    if (var == Py_None) {
+        self->spans.enabled = 0;
+        return 0;
+    }
+    if (!PyContextVar_CheckExact(var) || !PyUnicode_CheckExact(key)) {
+        PyErr_SetString(PyExc_TypeError, "var must be a ContextVar and span_key a str");
+        return -1;
+    }
+    Py_hash_t hash = PyObject_Hash(var);
+    if (hash == -1)
+        return -1;
+    int32_t folded = (int32_t)((uint32_t)(hash & 0xffffffff) ^ (uint32_t)((uint64_t)hash >> 32));
+    if (folded == -1)
+        folded = -2; /* hamt.c's folding */
+    PyObject *refs = PyTuple_Pack(3, var, key, invalid);
+    if (refs == NULL)
+        return -1;
+    Py_XSETREF(self->span_refs, refs);
+    known_clear(&self->spans.mappings);
+    memset(&self->spans, 0, sizeof(self->spans));
+    self->spans.var = (uintptr_t)var;
+    self->spans.key = (uintptr_t)key;
+    self->spans.invalid = (uintptr_t)invalid;
+    self->spans.hash = folded;
+    self->spans.enabled = 1;
+    return 0;
+}
+
 static int
 reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"pin_limit", NULL};
+    static char *kwlist[] = {"var", "span_key", "invalid_span", "pin_limit", NULL};
+    PyObject *var = Py_None, *key = Py_None, *invalid = Py_None;
     Py_ssize_t pin_limit = 20000;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n", kwlist, &pin_limit))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OOOn", kwlist, &var, &key, &invalid,
+                                     &pin_limit))
         return -1;
     if (pin_limit < 1) {
         PyErr_SetString(PyExc_ValueError, "pin_limit must be positive");
         return -1;
     }
     self->pin_limit = pin_limit;
+    if (set_span_lookup(self, var, key, invalid) < 0)
+        return -1;
     if (self->pinned == NULL && (self->pinned = PyList_New(0)) == NULL)
         return -1;
     if (self->running) {
@@ -853,8 +1199,10 @@ reader_dealloc(Reader *self)
     Py_END_ALLOW_THREADS
     walk_free(&self->scratch);
     walk_free(&self->latest);
-    free(self->known.slots);
+    known_clear(&self->known);
+    known_clear(&self->spans.mappings);
     Py_XDECREF(self->pinned);
+    Py_XDECREF(self->span_refs);
     pthread_mutex_destroy(&self->mutex);
     pthread_mutex_destroy(&self->known_mutex);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -862,23 +1210,13 @@ reader_dealloc(Reader *self)
 
 /* Add `code` (alive: the caller holds the GIL and found it on a stack) to `k`. */
 static int
-known_add(KnownCodes *k, PyCodeObject *code)
+known_add_code(KnownTable *k, PyCodeObject *code)
 {
-    if ((k->used + 1) * 2 > k->cap) {
-        Py_ssize_t cap = k->cap ? k->cap * 2 : 256;
-        KnownCodes grown = {calloc((size_t)cap, sizeof(Known)), cap, 0};
-        if (grown.slots == NULL)
-            return -1;
-        for (Py_ssize_t i = 0; i < k->cap; i++)
-            if (k->slots[i].code != 0) {
-                *known_slot(&grown, k->slots[i].code) = k->slots[i];
-                grown.used++;
-            }
-        free(k->slots);
-        *k = grown;
-    }
+    if (known_reserve(k) < 0)
+        return -1;
     Known *slot = known_slot(k, (uintptr_t)code);
-    slot->code = (uintptr_t)code;
+    slot->key = (uintptr_t)code;
+    slot->span = 0;
     slot->units = (int32_t)Py_SIZE(code);
     slot->first_traceable = code->_co_firsttraceable;
     k->used++;
@@ -903,11 +1241,13 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
      * finalizer could let the GIL go, and a thread return from a frame just read. */
     int gc_was_enabled = PyGC_Disable();
     pthread_mutex_lock(&self->known_mutex);
-    if (walk_all(&w, NULL, self->interp, 0, &self->known, &counts) < 0)
+    if (walk_all(&w, NULL, self->interp, 0, &self->known, &self->spans, &counts) < 0)
         failed = 1;
-    if (!failed && self->known.used + w.nentries > self->pin_limit) {
-        free(self->known.slots); /* start over rather than grow without end */
-        memset(&self->known, 0, sizeof(self->known));
+    if (!failed
+        && self->known.used + self->spans.mappings.used + w.nentries + w.nthreads
+               > self->pin_limit) {
+        known_clear(&self->known); /* start over rather than grow without end */
+        known_clear(&self->spans.mappings);
         dropped = self->pinned;
         self->pinned = PyList_New(0); /* the collector is paused: no code runs here */
         failed = self->pinned == NULL;
@@ -918,10 +1258,29 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
             continue;
         PyObject *code = (PyObject *)address; /* on a stack that cannot move: alive */
         if (!PyCode_Check(code) || PyList_Append(self->pinned, code) < 0
-            || known_add(&self->known, (PyCodeObject *)code) < 0)
+            || known_add_code(&self->known, (PyCodeObject *)code) < 0)
             failed = 1;
         else
             added++;
+    }
+    /* Each thread's context mapping, with the span it holds: immutable, and alive while
+     * it is its thread's executing context's. */
+    for (Py_ssize_t i = 0; !failed && i < w.nthreads; i++) {
+        const ThreadStack *t = &w.threads[i];
+        if (t->mapping == 0 || t->span_state == SPAN_UNKNOWN
+            || known_find(&self->spans.mappings, t->mapping) != NULL)
+            continue;
+        if (PyList_Append(self->pinned, (PyObject *)t->mapping) < 0
+            || known_reserve(&self->spans.mappings) < 0) {
+            failed = 1;
+            break;
+        }
+        Known *slot = known_slot(&self->spans.mappings, t->mapping);
+        slot->key = t->mapping;
+        slot->span = t->span;
+        slot->units = t->span_state;
+        self->spans.mappings.used++;
+        added++;
     }
     pthread_mutex_unlock(&self->known_mutex);
     walk_free(&w);
@@ -937,10 +1296,11 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(walk_doc,
-"walk(release_gil=True) -> (stacks, counts)\n\n"
+"walk(release_gil=True) -> (stacks, spans, counts)\n\n"
 "Read every thread's stack once from this thread, without the GIL unless\n"
 "release_gil is False: {thread id: [(code address, lasti), ...] innermost first},\n"
-"and what the walk counted (dropped stacks among them).");
+"{thread id: span address, 0 for none, None when unknown}, and what the walk\n"
+"counted (dropped stacks among them).");
 
 static PyObject *
 reader_walk(Reader *self, PyObject *args, PyObject *kwds)
@@ -955,29 +1315,22 @@ reader_walk(Reader *self, PyObject *args, PyObject *kwds)
     if (release) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&self->known_mutex);
-        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &counts);
+        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &self->spans, &counts);
         pthread_mutex_unlock(&self->known_mutex);
         Py_END_ALLOW_THREADS
     }
     else {
         pthread_mutex_lock(&self->known_mutex); /* the native thread never waits for the GIL */
-        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &counts);
+        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &self->spans, &counts);
         pthread_mutex_unlock(&self->known_mutex);
     }
     if (rc < 0) {
         walk_free(&w);
         return PyErr_NoMemory();
     }
-    PyObject *stacks = walk_to_dict(&w);
+    PyObject *result = walk_result(&w, &counts, 0.0);
     walk_free(&w);
-    if (stacks == NULL)
-        return NULL;
-    PyObject *c = counts_to_dict(&counts, 0.0);
-    if (c == NULL) {
-        Py_DECREF(stacks);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", stacks, c);
+    return result;
 }
 
 PyDoc_STRVAR(start_doc,
@@ -1027,7 +1380,7 @@ reader_stop(Reader *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(latest_doc,
-"latest() -> (stacks, counts)\n\n"
+"latest() -> (stacks, spans, counts)\n\n"
 "The native thread's last complete walk, and its counts since start().");
 
 static PyObject *
@@ -1059,16 +1412,9 @@ reader_latest(Reader *self, PyObject *Py_UNUSED(ignored))
         walk_free(&copy);
         return PyErr_NoMemory();
     }
-    PyObject *stacks = walk_to_dict(&copy);
+    PyObject *result = walk_result(&copy, &counts, cpu);
     walk_free(&copy);
-    if (stacks == NULL)
-        return NULL;
-    PyObject *c = counts_to_dict(&counts, cpu);
-    if (c == NULL) {
-        Py_DECREF(stacks);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", stacks, c);
+    return result;
 }
 
 static PyObject *
