@@ -335,27 +335,31 @@ dict_find(SpanLookup *l, uintptr_t dict, uintptr_t *value)
         return 0;
     uintptr_t entries = keys + offsetof(PyDictKeysObject, dk_indices)
                         + ((size_t)1 << dk->dk_log2_index_bytes);
+    /* Entries are (hash, key, value) in a general table, (key, value) with str keys. */
+    size_t stride, key_at, value_at;
     if (dk->dk_kind == DICT_KEYS_GENERAL) {
-        PyDictKeyEntry items[MAX_CONTEXT_ITEMS];
-        if (read_mem(items, entries, (size_t)n * sizeof(PyDictKeyEntry)) < 0)
-            return -1;
-        for (Py_ssize_t i = 0; i < n; i++)
-            if ((uintptr_t)items[i].me_key == l->key) {
-                *value = (uintptr_t)items[i].me_value;
-                return *value != 0;
-            }
-        return 0;
+        stride = sizeof(PyDictKeyEntry);
+        key_at = offsetof(PyDictKeyEntry, me_key);
+        value_at = offsetof(PyDictKeyEntry, me_value);
     }
-    if (dk->dk_kind != DICT_KEYS_UNICODE)
+    else if (dk->dk_kind == DICT_KEYS_UNICODE) {
+        stride = sizeof(PyDictUnicodeEntry);
+        key_at = offsetof(PyDictUnicodeEntry, me_key);
+        value_at = offsetof(PyDictUnicodeEntry, me_value);
+    }
+    else
         return -1;
-    PyDictUnicodeEntry items[MAX_CONTEXT_ITEMS];
-    if (read_mem(items, entries, (size_t)n * sizeof(PyDictUnicodeEntry)) < 0)
+    char items[MAX_CONTEXT_ITEMS * sizeof(PyDictKeyEntry)];
+    if (read_mem(items, entries, (size_t)n * stride) < 0)
         return -1;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if ((uintptr_t)items[i].me_key == l->key) {
-            *value = (uintptr_t)items[i].me_value;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uintptr_t key;
+        memcpy(&key, items + (size_t)i * stride + key_at, sizeof(key));
+        if (key == l->key) {
+            memcpy(value, items + (size_t)i * stride + value_at, sizeof(*value));
             return *value != 0;
         }
+    }
     return 0;
 }
 
@@ -435,59 +439,45 @@ typedef struct {
 
 enum { STACK_OK = 0, STACK_TORN = 1, STACK_INVALID = 2, STACK_UNREADABLE = 3 };
 
+/* Grow the array at *items (of `size`-byte items, room for *cap) to hold `need`; the
+ * capacity doubles from `first`. 0, or -1 when memory ran out (the array is kept). */
 static int
-walk_reserve(Walk *w, Py_ssize_t more_entries, Py_ssize_t more_threads)
+grow(void **items, Py_ssize_t *cap, Py_ssize_t need, size_t size, Py_ssize_t first)
 {
-    if (w->nentries + more_entries > w->entries_cap) {
-        Py_ssize_t cap = w->entries_cap ? w->entries_cap : 256;
-        while (cap < w->nentries + more_entries)
-            cap *= 2;
-        Entry *grown = realloc(w->entries, (size_t)cap * sizeof(Entry));
-        if (grown == NULL)
-            return -1;
-        w->entries = grown;
-        w->entries_cap = cap;
-    }
-    if (w->nthreads + more_threads > w->threads_cap) {
-        Py_ssize_t cap = w->threads_cap ? w->threads_cap : 16;
-        while (cap < w->nthreads + more_threads)
-            cap *= 2;
-        ThreadStack *grown = realloc(w->threads, (size_t)cap * sizeof(ThreadStack));
-        if (grown == NULL)
-            return -1;
-        w->threads = grown;
-        w->threads_cap = cap;
-    }
+    if (need <= *cap)
+        return 0;
+    Py_ssize_t grown_cap = *cap ? *cap : first;
+    while (grown_cap < need)
+        grown_cap *= 2;
+    void *grown = realloc(*items, (size_t)grown_cap * size);
+    if (grown == NULL)
+        return -1;
+    *items = grown;
+    *cap = grown_cap;
     return 0;
 }
 
 static int
+walk_reserve(Walk *w, Py_ssize_t more_entries, Py_ssize_t more_threads)
+{
+    return grow((void **)&w->entries, &w->entries_cap, w->nentries + more_entries,
+                sizeof(Entry), 256) < 0
+                   || grow((void **)&w->threads, &w->threads_cap, w->nthreads + more_threads,
+                           sizeof(ThreadStack), 16) < 0
+               ? -1
+               : 0;
+}
+
+/* Room for `n` thread states, and n + 1 ranges of a batched read. */
+static int
 states_reserve(Walk *w, Py_ssize_t n)
 {
-    if (n > w->states_cap) {
-        Py_ssize_t cap = w->states_cap ? w->states_cap : 16;
-        while (cap < n)
-            cap *= 2;
-        StateRead *grown = realloc(w->states, (size_t)cap * sizeof(StateRead));
-        if (grown == NULL)
-            return -1;
-        w->states = grown;
-        w->states_cap = cap;
-    }
-    if (n + 1 > w->iov_cap) {
-        Py_ssize_t cap = w->iov_cap ? w->iov_cap : 16;
-        while (cap < n + 1)
-            cap *= 2;
-        struct iovec *local = realloc(w->local, (size_t)cap * sizeof(struct iovec));
-        if (local == NULL)
-            return -1;
-        w->local = local;
-        struct iovec *remote = realloc(w->remote, (size_t)cap * sizeof(struct iovec));
-        if (remote == NULL)
-            return -1;
-        w->remote = remote;
-        w->iov_cap = cap;
-    }
+    Py_ssize_t local_cap = w->iov_cap, remote_cap = w->iov_cap;
+    if (grow((void **)&w->states, &w->states_cap, n, sizeof(StateRead), 16) < 0
+        || grow((void **)&w->local, &local_cap, n + 1, sizeof(struct iovec), 16) < 0
+        || grow((void **)&w->remote, &remote_cap, n + 1, sizeof(struct iovec), 16) < 0)
+        return -1;
+    w->iov_cap = local_cap < remote_cap ? local_cap : remote_cap;
     return 0;
 }
 
@@ -532,13 +522,8 @@ index_previous(Walk *w, const Entry *prev, Py_ssize_t depth)
     Py_ssize_t cap = 16;
     while (cap < depth * 2)
         cap *= 2;
-    if (cap > w->index_cap) {
-        FrameSlot *grown = realloc(w->index, (size_t)cap * sizeof(FrameSlot));
-        if (grown == NULL)
-            return -1;
-        w->index = grown;
-        w->index_cap = cap;
-    }
+    if (grow((void **)&w->index, &w->index_cap, cap, sizeof(FrameSlot), cap) < 0)
+        return -1;
     memset(w->index, 0, (size_t)cap * sizeof(FrameSlot));
     size_t mask = (size_t)cap - 1;
     for (Py_ssize_t i = 0; i < depth; i++) {
@@ -1027,60 +1012,45 @@ after_fork_child(void)
 
 /* -- the Python type -------------------------------------------------------------------- */
 
-/* The walk as {thread id: [(code address, lasti), ...] innermost first}. */
+/* One thread's stack as [(code address, lasti), ...], innermost first. */
 static PyObject *
-walk_to_dict(const Walk *w)
+stack_of(const Walk *w, const ThreadStack *t)
 {
-    PyObject *result = PyDict_New();
-    if (result == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < w->nthreads; i++) {
-        const ThreadStack *t = &w->threads[i];
-        PyObject *stack = PyList_New(t->depth);
-        if (stack == NULL)
-            goto error;
-        for (Py_ssize_t j = 0; j < t->depth; j++) {
-            const Entry *e = &w->entries[t->start + j];
-            PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)e->code, (int)e->lasti);
-            if (item == NULL) {
-                Py_DECREF(stack);
-                goto error;
-            }
+    PyObject *stack = PyList_New(t->depth);
+    for (Py_ssize_t j = 0; stack != NULL && j < t->depth; j++) {
+        const Entry *e = &w->entries[t->start + j];
+        PyObject *item = Py_BuildValue("(Ki)", (unsigned long long)e->code, (int)e->lasti);
+        if (item == NULL)
+            Py_CLEAR(stack);
+        else
             PyList_SET_ITEM(stack, j, item);
-        }
-        PyObject *key = PyLong_FromUnsignedLong(t->thread_id);
-        int rc = key == NULL ? -1 : PyDict_SetItem(result, key, stack);
-        Py_XDECREF(key);
-        Py_DECREF(stack);
-        if (rc < 0)
-            goto error;
     }
-    return result;
-error:
-    Py_DECREF(result);
-    return NULL;
+    return stack;
 }
 
-/* The walk's spans as {thread id: span address, 0 for no span, None when unknown}. */
+/* One thread's span: its address, 0 for no span, None when unknown. */
 static PyObject *
-spans_to_dict(const Walk *w)
+span_of(const Walk *w, const ThreadStack *t)
+{
+    if (t->span_state == SPAN_UNKNOWN)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(
+        t->span_state == SPAN_FOUND ? (unsigned long long)t->span : 0);
+}
+
+/* {thread id: value_of(thread)} for every thread of the walk. */
+static PyObject *
+per_thread(const Walk *w, PyObject *(*value_of)(const Walk *, const ThreadStack *))
 {
     PyObject *result = PyDict_New();
-    if (result == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < w->nthreads; i++) {
+    for (Py_ssize_t i = 0; result != NULL && i < w->nthreads; i++) {
         const ThreadStack *t = &w->threads[i];
         PyObject *key = PyLong_FromUnsignedLong(t->thread_id);
-        PyObject *value = t->span_state == SPAN_UNKNOWN ? Py_NewRef(Py_None)
-                          : PyLong_FromUnsignedLongLong(
-                              t->span_state == SPAN_FOUND ? (unsigned long long)t->span : 0);
-        int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(result, key, value);
+        PyObject *value = key != NULL ? value_of(w, t) : NULL;
+        if (value == NULL || PyDict_SetItem(result, key, value) < 0)
+            Py_CLEAR(result);
         Py_XDECREF(key);
         Py_XDECREF(value);
-        if (rc < 0) {
-            Py_DECREF(result);
-            return NULL;
-        }
     }
     return result;
 }
@@ -1102,8 +1072,8 @@ counts_to_dict(const Counts *c, double cpu_s)
 static PyObject *
 walk_result(const Walk *w, const Counts *counts, double cpu_s)
 {
-    PyObject *stacks = walk_to_dict(w);
-    PyObject *spans = stacks ? spans_to_dict(w) : NULL;
+    PyObject *stacks = per_thread(w, stack_of);
+    PyObject *spans = stacks ? per_thread(w, span_of) : NULL;
     PyObject *c = spans ? counts_to_dict(counts, cpu_s) : NULL;
     if (c == NULL) {
         Py_XDECREF(stacks);
@@ -1185,11 +1155,12 @@ reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
+/* Stop the native thread; called with the GIL, which is let go before fork_mutex is
+ * taken, never the other way round: a thread in os.fork() holds the GIL and waits for
+ * fork_mutex in before_fork(). */
 static void
-reader_dealloc(Reader *self)
+stop_reader(Reader *self)
 {
-    /* The GIL is let go before fork_mutex is taken, never the other way round: a thread
-     * in os.fork() holds the GIL and waits for fork_mutex in before_fork(). */
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&fork_mutex);
     stop_thread(self);
@@ -1197,6 +1168,12 @@ reader_dealloc(Reader *self)
         fork_reader = NULL;
     pthread_mutex_unlock(&fork_mutex);
     Py_END_ALLOW_THREADS
+}
+
+static void
+reader_dealloc(Reader *self)
+{
+    stop_reader(self);
     walk_free(&self->scratch);
     walk_free(&self->latest);
     known_clear(&self->known);
@@ -1369,13 +1346,7 @@ reader_start(Reader *self, PyObject *arg)
 static PyObject *
 reader_stop(Reader *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&fork_mutex);
-    stop_thread(self);
-    if (fork_reader == self)
-        fork_reader = NULL;
-    pthread_mutex_unlock(&fork_mutex);
-    Py_END_ALLOW_THREADS
+    stop_reader(self);
     Py_RETURN_NONE;
 }
 
