@@ -283,3 +283,57 @@ def test_more_tasks_than_a_tick_examines_still_never_over_count(start_detector, 
     assert len(dark) == 300 * 24
     assert 0 < counted[site("dark_await")] <= len(dark)
     assert counted[site("spanned_await")] == 0
+
+
+def test_a_followed_tasks_span_activation_outlives_a_crowd_of_finished_tasks() -> None:
+    """A task the sampler follows makes a span current and ends while a thousand other
+    tasks, never followed, made spans current and ended too. Their notes are dropped
+    once they pile up, but the followed task's note must reach the tick that sees it
+    done, whichever turn that is: it is what keeps its call from being counted."""
+    from spangap.activations import Activations
+
+    tracer = w.TRACER
+    for _ in range(4):  # the followed task's turn in the registry's order is arbitrary
+        activations = Activations()
+        try:
+            sampler = TaskSampler(
+                runtime_context_var(),
+                max_tasks=8,
+                max_moved=8,
+                max_moved_rotating=8,
+                dwell_s=0.0,
+                activations=activations,
+            )
+
+            async def followed(go: asyncio.Event) -> None:
+                await go.wait()
+                with tracer.start_as_current_span("followed"):
+                    await asyncio.sleep(0)
+
+            async def crowd() -> None:
+                with tracer.start_as_current_span("crowd"):
+                    await asyncio.sleep(0)
+
+            async def main() -> list[object]:
+                go = asyncio.Event()
+                task = asyncio.create_task(followed(go))
+                await asyncio.sleep(0)
+                sampler.sample(sys._current_frames(), now=0.0)  # follows it: it waits
+                others = [asyncio.create_task(crowd()) for _ in range(1000)]
+                await asyncio.gather(*others)
+                go.set()
+                await task
+                key, ends = -id(task), []
+                for tick in range(1, 1000):
+                    _, done = sampler.sample(sys._current_frames(), now=tick * 1.0)
+                    if key in done:
+                        ends.append(done[key])
+                        break
+                others.clear()  # the next round's registry holds its own tasks only
+                return ends
+
+            ends = asyncio.run(main())
+        finally:
+            activations.close()
+        assert len(ends) == 1, "the followed task was never seen done"
+        assert ends[0].activated, "its span activation was dropped with the crowd's"

@@ -156,7 +156,11 @@ class TaskSampler:
         self._next_cursor = start + examined
         activations = self._activations
         if activations is not None and activations.marked_tasks > 2 * total + 256:
-            activations.forget_tasks(lambda task: not task.done())  # ended unexamined
+            # Notes of tasks that ended unfollowed: no call of theirs can be counted. A
+            # followed task's notes stay until it is seen done, whenever its turn comes:
+            # they are what keeps its calls that ran under a span from being counted.
+            followed = self._last_waiter
+            activations.forget_tasks(lambda task: not task.done() or -id(task) in followed)
         if examined == total and len(self._last_waiter) > 2 * total + 64:
             # Held tasks stay registered until seen done; this only catches a task that
             # left asyncio's registry some other way, so its state cannot pile up.
@@ -188,9 +192,10 @@ class TaskSampler:
             return  # suspended on the same future as last time: did not move
         checked = last_check.get(key, now)
         if task.done():
+            marks = self._marks(task, before, True)  # taken either way: nothing else will
             if key in last_waiter:
                 ended = -1.0 if task.cancelled() else checked
-                done[key] = TaskEnd(ended, running_at(*self._marks(task, before, True)))
+                done[key] = TaskEnd(ended, running_at(*marks))
                 del last_waiter[key], last_check[key]
                 self._held.pop(key, None)
             return
