@@ -314,7 +314,7 @@ def test_a_followed_tasks_span_activation_outlives_a_crowd_of_finished_tasks() -
                 with tracer.start_as_current_span("crowd"):
                     await asyncio.sleep(0)
 
-            async def main() -> list[object]:
+            async def main(sampler: TaskSampler) -> list[object]:
                 go = asyncio.Event()
                 task = asyncio.create_task(followed(go))
                 await asyncio.sleep(0)
@@ -332,7 +332,7 @@ def test_a_followed_tasks_span_activation_outlives_a_crowd_of_finished_tasks() -
                 others.clear()  # the next round's registry holds its own tasks only
                 return ends
 
-            ends = asyncio.run(main())
+            ends = asyncio.run(main(sampler))
         finally:
             activations.close()
         assert len(ends) == 1, "the followed task was never seen done"
