@@ -21,9 +21,9 @@ SITES = ("dark_handler", "fetch_dark", "spanned_handler", "fetch_spanned")
 
 def child(args: dict[str, Any]) -> None:
     prepare_child()
-    import burst_workload
     import prometheus_client
 
+    import burst_workload
     import spangap
 
     options: dict[str, Any] = {"registry": prometheus_client.CollectorRegistry()}

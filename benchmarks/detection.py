@@ -143,9 +143,9 @@ def snapshot_p50(snapshot: Any, site: str) -> float:
 def measure(setting: Setting) -> dict[str, Any]:
     """Run the workload under a detector in this (fresh) process and summarise it."""
     prepare_child()
-    import gt_workloads as gt
     import prometheus_client
 
+    import gt_workloads as gt
     import spangap
 
     server = gt.DelayServer()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
 from _common import format_table, prepare_child
 
 MIB = 1024 * 1024

@@ -162,8 +162,9 @@ def run_workload(workload: str, threads: int, seconds: float) -> int:
 def run_sleeps(threads: int, seconds: float, spanned: bool) -> int:
     """``threads`` threads calling the ground truth's ``dark_sleep`` (25 ms) over and
     over, each with no span or inside one long span; calls made."""
-    import gt_workloads as gt
     from opentelemetry import trace
+
+    import gt_workloads as gt
 
     tracer = trace.get_tracer("tick_cost")
     deadline = time.perf_counter() + seconds

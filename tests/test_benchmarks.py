@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import detection
 import gil_wait
 import http_alternating
@@ -20,7 +22,6 @@ import http_app
 import http_load
 import http_server
 import overhead
-import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SLEEP, SHORT = detection.DARK_SLEEP_SITE, detection.DARK_SHORT_SITE
@@ -309,8 +310,9 @@ def test_span_hook_benchmark_times_spans_with_the_hook_really_installed() -> Non
     """span_hook.py: the rounds with the hook ran with the wrapper in place (it noted
     their span activations, with the frames running then), every mode has a figure per
     round, and the wrapper is gone after."""
-    import span_hook
     from opentelemetry import context
+
+    import span_hook
 
     result = span_hook.measure(rounds=2, spans=200)
     assert result["hook_saw_spans"]
