@@ -217,9 +217,10 @@ def pin_sampling(detector: GapDetector, interval_s: float, stride: int) -> None:
     """Hold the sampler at one setting of the overhead budget's range."""
     setting = Setting(interval_s, stride)
     sampler = detector._sampler
-    detector._budget.update = lambda cpu_s, wall_s: setting  # type: ignore[method-assign]
+    sampler._update_budget = lambda cpu_s, wall_s: setting  # what each window asks
     with sampler._lock:
         sampler._apply_budget(0.0, 1.0)
+    assert sampler._setting == setting  # pinned: the budget's next windows ask the pin
 
 
 durations = st.lists(st.sampled_from([0.012, 0.02, 0.03, 0.05]), min_size=1, max_size=3)
