@@ -40,25 +40,15 @@ _BUDGET_WINDOW_S = 0.5
 _FIRST_BUDGET_WINDOW_S = 0.1
 
 
-#: The parts of the sampler a :class:`SamplerProbe` is given, in the order of a tick.
-PROBE_PARTS = (
-    "sleep",  # between ticks: the watcher's sleep, or time.sleep
-    "tick",  # one whole tick (the parts below but the last three are inside it)
-    "current_frames",  # every thread's innermost frame
-    "tasks",  # the asyncio task sample
-    "span_reader",  # which threads run under a span
-    "task_tracker",  # the call tracker's observe_tasks
-    "tracker",  # the call tracker's observe
-    "flush",  # completed operations passed on to the findings
-    "add_ticks",  # a budget window's ticks, coverage and cost passed on
-    "budget",  # the overhead budget's choice of interval and stride
-)
-
-
 class SamplerProbe(Protocol):
     """An injection point for benchmarks: ``wrap`` is given each part of the sampler
     once, when the sampler is made, and returns what the sampler calls instead (a timed
-    wrapper, or a budget pinned to one setting)."""
+    wrapper, or a budget pinned to one setting). The parts, in the order of a tick:
+    ``sleep`` (the watcher's sleep, or time.sleep), ``tick`` (one whole tick, holding the
+    next five), ``current_frames``, ``tasks`` (the asyncio task sample), ``span_reader``,
+    ``task_tracker`` and ``tracker`` (the call tracker's observe_tasks and observe);
+    then ``flush``, ``add_ticks`` (a budget window's ticks, coverage and cost) and
+    ``budget`` (the overhead budget's choice of interval and stride)."""
 
     def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]: ...
 
@@ -87,9 +77,6 @@ class Sampler:
         self._watcher = watcher
         self._watcher_cpu = 0.0  # its CPU time already accounted
         self._tasks = tasks
-        self._reader = reader
-        self._findings = findings
-        self._budget = budget
         self._setting = budget.setting
         self._ticks = 0  # ticks not yet accounted
         self._tick_no = 0

@@ -46,11 +46,9 @@
 #if PY_VERSION_HEX >= 0x030D0000
 #define FRAME_CODE_FIELD f_executable
 #define FRAME_INSTR_FIELD instr_ptr
-#define INSTR_IS_NEXT 0 /* instr_ptr: the instruction executing or about to */
 #else
 #define FRAME_CODE_FIELD f_code
 #define FRAME_INSTR_FIELD prev_instr
-#define INSTR_IS_NEXT 0 /* prev_instr: the lasti is the offset of this unit */
 #endif
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -166,6 +164,18 @@ known_reserve(KnownTable *k)
         }
     free(k->slots);
     *k = grown;
+    return 0;
+}
+
+/* Add `key` with what is known of it; 0, or -1 when memory ran out. */
+static int
+known_put(KnownTable *k, uintptr_t key, uintptr_t span, int32_t units, int32_t first_traceable)
+{
+    if (known_reserve(k) < 0)
+        return -1;
+    Known *slot = known_slot(k, key);
+    *slot = (Known){key, span, units, first_traceable};
+    k->used++;
     return 0;
 }
 
@@ -566,7 +576,6 @@ reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
 #endif
 }
 
-/* Append the frames from `frame` to the root to `w` (for thread `tid`), checked. */
 /* Append the frames from `frame` to the root to `w`, checked, innermost first. With the
  * thread's stack of the previous walk (`prev`, `prev_depth` entries, innermost first),
  * the walk ends at the first frame found in it with the same code: that call is still
@@ -665,8 +674,6 @@ walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownTable *
     return STACK_OK;
 }
 
-/* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
- * when it is the native one). Returns 0, or -1 when memory ran out. */
 /* The stack of `tid` in `prev` (found at position `hint` when the list kept its order). */
 static const ThreadStack *
 previous_stack(const Walk *prev, unsigned long tid, Py_ssize_t hint)
@@ -735,8 +742,9 @@ read_states_batched(Walk *w, const Walk *prev, uintptr_t interp)
     return 0;
 }
 
-/* Every state's innermost frame and that frame's head, in one or two batched reads. */
-static int
+/* Every state's innermost frame and that frame's head, in one or two batched reads;
+ * with `mappings`, its executing context's mapping of variables in one more. */
+static void
 read_tops(Walk *w, int mappings)
 {
     Py_ssize_t n = 0;
@@ -776,11 +784,11 @@ read_tops(Walk *w, int mappings)
             w->states[i].have_head = w->states[i].top != 0;
     }
     n = 0;
-    for (Py_ssize_t i = 0; mappings && i < w->nstates; i++) {
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
         StateRead *st = &w->states[i];
         st->mapping = 0;
         st->have_mapping = st->copy.context == NULL; /* none entered: no mapping */
-        if (st->copy.context == NULL)
+        if (!mappings || st->copy.context == NULL)
             continue;
         w->local[n] = (struct iovec){&st->mapping, sizeof(st->mapping)};
         w->remote[n] =
@@ -791,7 +799,6 @@ read_tops(Walk *w, int mappings)
         for (Py_ssize_t i = 0; i < w->nstates; i++)
             w->states[i].have_mapping = 1;
     }
-    return 0;
 }
 
 /* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
@@ -816,8 +823,7 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
         counts->invalid++; /* the list changed under the read: every thread next time */
         return 0;
     }
-    if (read_tops(w, spans != NULL && spans->enabled) < 0)
-        return -1;
+    read_tops(w, spans != NULL && spans->enabled);
     for (Py_ssize_t n = 0; n < w->nstates; n++) {
         StateRead *st = &w->states[n];
         if (st->copy.thread_id == skip_tid || st->top == 0)
@@ -1185,26 +1191,12 @@ reader_dealloc(Reader *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Add `code` (alive: the caller holds the GIL and found it on a stack) to `k`. */
-static int
-known_add_code(KnownTable *k, PyCodeObject *code)
-{
-    if (known_reserve(k) < 0)
-        return -1;
-    Known *slot = known_slot(k, (uintptr_t)code);
-    slot->key = (uintptr_t)code;
-    slot->span = 0;
-    slot->units = (int32_t)Py_SIZE(code);
-    slot->first_traceable = code->_co_firsttraceable;
-    k->used++;
-    return 0;
-}
-
 PyDoc_STRVAR(pin_doc,
 "pin() -> int\n\n"
-"Keep a reference to every code object now running in any thread, so that walks know\n"
-"it without reading it; returns how many were new. Needs the GIL (held while it runs,\n"
-"so that no thread's frames move). Past pin_limit the pinned codes start over.");
+"Keep a reference to every code object now running in any thread, and to each thread's\n"
+"context mapping with the span it holds, so that walks know them without reading\n"
+"them; returns how many were new. Needs the GIL (held while it runs, so that no\n"
+"thread's frames move). Past pin_limit what is pinned starts over.");
 
 static PyObject *
 reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
@@ -1235,7 +1227,8 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
             continue;
         PyObject *code = (PyObject *)address; /* on a stack that cannot move: alive */
         if (!PyCode_Check(code) || PyList_Append(self->pinned, code) < 0
-            || known_add_code(&self->known, (PyCodeObject *)code) < 0)
+            || known_put(&self->known, address, 0, (int32_t)Py_SIZE(code),
+                         ((PyCodeObject *)code)->_co_firsttraceable) < 0)
             failed = 1;
         else
             added++;
@@ -1248,16 +1241,10 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
             || known_find(&self->spans.mappings, t->mapping) != NULL)
             continue;
         if (PyList_Append(self->pinned, (PyObject *)t->mapping) < 0
-            || known_reserve(&self->spans.mappings) < 0) {
+            || known_put(&self->spans.mappings, t->mapping, t->span, t->span_state, 0) < 0)
             failed = 1;
-            break;
-        }
-        Known *slot = known_slot(&self->spans.mappings, t->mapping);
-        slot->key = t->mapping;
-        slot->span = t->span;
-        slot->units = t->span_state;
-        self->spans.mappings.used++;
-        added++;
+        else
+            added++;
     }
     pthread_mutex_unlock(&self->known_mutex);
     walk_free(&w);
@@ -1279,6 +1266,16 @@ PyDoc_STRVAR(walk_doc,
 "{thread id: span address, 0 for none, None when unknown}, and what the walk\n"
 "counted (dropped stacks among them).");
 
+/* One walk from the calling thread, with the pinned objects held still. */
+static int
+walk_once(Reader *self, Walk *w, Counts *counts)
+{
+    pthread_mutex_lock(&self->known_mutex);
+    int rc = walk_all(w, NULL, self->interp, 0, &self->known, &self->spans, counts);
+    pthread_mutex_unlock(&self->known_mutex);
+    return rc;
+}
+
 static PyObject *
 reader_walk(Reader *self, PyObject *args, PyObject *kwds)
 {
@@ -1291,16 +1288,11 @@ reader_walk(Reader *self, PyObject *args, PyObject *kwds)
     int rc;
     if (release) {
         Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&self->known_mutex);
-        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &self->spans, &counts);
-        pthread_mutex_unlock(&self->known_mutex);
+        rc = walk_once(self, &w, &counts);
         Py_END_ALLOW_THREADS
     }
-    else {
-        pthread_mutex_lock(&self->known_mutex); /* the native thread never waits for the GIL */
-        rc = walk_all(&w, NULL, self->interp, 0, &self->known, &self->spans, &counts);
-        pthread_mutex_unlock(&self->known_mutex);
-    }
+    else
+        rc = walk_once(self, &w, &counts); /* the native thread never waits for the GIL */
     if (rc < 0) {
         walk_free(&w);
         return PyErr_NoMemory();

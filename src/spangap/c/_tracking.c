@@ -494,7 +494,8 @@ is_idle(const IdleKinds *k, Track *t)
 /* -- completing a call ----------------------------------------------------------------- */
 
 /* What crosses to Python for each completed call (tracker.CallTracker._from_native). */
-static PyStructSequence_Field completed_call_fields[] = {
+#define COMPLETED_CALL_FIELDS 11
+static PyStructSequence_Field completed_call_fields[COMPLETED_CALL_FIELDS + 1] = {
     {"info", "the call's CodeInfo"},
     {"cause", "no_span or context_lost"},
     {"lost_from", "the span context left behind (context_lost), or None"},
@@ -513,7 +514,7 @@ static PyStructSequence_Desc completed_call_desc = {
     "spangap._tracking.CompletedCall",
     "A call that ended, as the C tracker passes it on.",
     completed_call_fields,
-    11,
+    COMPLETED_CALL_FIELDS,
 };
 
 static PyTypeObject CompletedCallType;
@@ -525,7 +526,7 @@ completed_call(const Elem *call, double duration, double dark, double self_s, Py
     PyObject *record = PyStructSequence_New(&CompletedCallType);
     if (record == NULL)
         return NULL;
-    PyObject *items[11] = {
+    PyObject *items[COMPLETED_CALL_FIELDS] = {
         Py_NewRef(call->info),
         Py_NewRef(call->cause ? str_context_lost : str_no_span),
         Py_NewRef(call->lost_from ? call->lost_from : Py_None),
@@ -539,7 +540,7 @@ completed_call(const Elem *call, double duration, double dark, double self_s, Py
         Py_NewRef(example),
     };
     int failed = 0;
-    for (Py_ssize_t i = 0; i < 11; i++) {
+    for (Py_ssize_t i = 0; i < COMPLETED_CALL_FIELDS; i++) {
         failed |= items[i] == NULL;
         PyStructSequence_SET_ITEM(record, i, items[i]);
     }
