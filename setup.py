@@ -40,11 +40,16 @@ setup(
             depends=[LIVENESS_API, "src/spangap/c/_gil.h"],
             optional=True,
         ),
-        Extension("spangap._stacks", ["src/spangap/c/_stacks.c"], optional=True),
+        Extension(
+            "spangap._stacks",
+            ["src/spangap/c/_stacks.c", "src/spangap/c/_chains.c"],
+            depends=["src/spangap/c/_chains.h", "src/spangap/c/_activations_api.h"],
+            optional=True,
+        ),
         Extension(
             "spangap._tracking",
             ["src/spangap/c/_tracking.c", "src/spangap/c/_stackwalk.c"],
-            depends=[LIVENESS_API, "src/spangap/c/_stackwalk.h"],
+            depends=[LIVENESS_API, "src/spangap/c/_stackwalk.h", "src/spangap/c/_activations_api.h"],
             optional=True,
         ),
     ],

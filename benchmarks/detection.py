@@ -92,6 +92,7 @@ class Setting:
     rounds: int
     interval_ms: float = DEFAULT_INTERVAL_MS
     tracker: str = "native"
+    stacks: str = "off"  # the native stack sampler's call counting (--stacks)
     why_missed: bool = False  # also record every tick's time (--why-missed)
 
     @property
@@ -163,6 +164,7 @@ def measure(setting: Setting) -> dict[str, Any]:
         liveness=setting.liveness,
         max_overhead=setting.max_overhead,
         tracker=setting.tracker,
+        stacks=setting.stacks,
     )
     run_in_threads(lambda: thread_body(gt, server.address, setting), setting.threads)
     detector.stop()
@@ -378,7 +380,7 @@ def measure_all(
 
 
 #: The columns that name a row's setting, first in every table.
-LABEL_HEADERS = ("budget", "tracker", "liveness", "reader", "threads", "load")
+LABEL_HEADERS = ("budget", "tracker", "liveness", "reader", "stacks", "threads", "load")
 
 
 def row_label(setting: Setting) -> list[str]:
@@ -388,6 +390,7 @@ def row_label(setting: Setting) -> list[str]:
         setting.tracker,
         setting.liveness,
         setting.reader,
+        setting.stacks,
         str(setting.threads),
         setting.load,
     ]
@@ -497,6 +500,14 @@ def main(argv: list[str] | None = None) -> None:
         help="also record every tick's time and say, of the calls missed, how many no "
         "tick saw and how many were first seen too late",
     )
+    parser.add_argument(
+        "--stacks",
+        choices=("off", "native"),
+        help="the native stack sampler's call counting in every row (default off)",
+    )
+    parser.add_argument(
+        "--max-overhead", type=float, help="this budget in every row instead of its own"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one JSON setting
     args = parser.parse_args(argv)
     if args.one:
@@ -507,6 +518,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = selected(settings(rounds), args.threads, args.load, args.budget)
     if args.why_missed:
         rows = [replace(row, why_missed=True) for row in rows]
+    if args.stacks:
+        rows = [replace(row, stacks=args.stacks) for row in rows]
+    if args.max_overhead:
+        rows = [replace(row, max_overhead=args.max_overhead) for row in rows]
     if args.against is not None and not os.path.isdir(os.path.join(args.against, "spangap")):
         parser.error(f"--against: {args.against} holds no spangap package")
     sources = (None,) if args.against is None else (None, args.against)

@@ -145,6 +145,9 @@ class Activations:
         self._noting = noting = [True]  # close() stops a wrapper that must stay in place
         note = _note
         self.count: Callable[[], int] = _count  # the last activation's number
+        #: Whether notes are made in C, which also counts each thread's activations for
+        #: the native stack sampler (_tracking's activation counts).
+        self.native = _frames_at is not None
         get_ident = threading.get_ident
         original = runtime.attach
         self._previous = runtime.__dict__.get("attach")  # another wrapper, if any

@@ -18,6 +18,8 @@ log = logging.getLogger("spangap")
 
 FLOOR_OF_THRESHOLD = 10.0  # widest interval at all, as a multiple of the threshold
 MAX_STRIDE = 8
+#: The most of the budget the native stack sampler may leave the ticks without.
+RESERVABLE = 0.7
 _AIM = 0.93  # aim a little under the budget so that the held share lands inside it
 _DEADBAND = 0.05
 _STEP_DOWN = 1.0  # share of the (log) correction applied per update, over the budget
@@ -51,14 +53,17 @@ class OverheadBudget:
         self.over_budget = False  # at the floor and still over the budget
         self._logged = False
 
-    def update(self, cpu_s: float, wall_s: float) -> Setting:
+    def update(self, cpu_s: float, wall_s: float, reserved: float = 0.0) -> Setting:
         """Account ``cpu_s`` of sampler CPU over ``wall_s`` of wall time; return the new
-        setting."""
+        setting. ``reserved``: the share of a core the native stack sampler spent, which
+        the ticks leave to it (at most ``RESERVABLE`` of the budget)."""
         if wall_s <= 0:
             return self.setting
-        self.share = cpu_s / wall_s
-        target = self.max_overhead * _AIM
-        ratio = self.share / target if target > 0 else math.inf
+        ticks = cpu_s / wall_s
+        self.share = ticks + max(reserved, 0.0)  # the whole sampler's, as reported
+        reserved = min(max(reserved, 0.0), RESERVABLE * self.max_overhead)
+        target = (self.max_overhead - reserved) * _AIM
+        ratio = ticks / target if target > 0 else math.inf
         if abs(ratio - 1.0) > _DEADBAND:
             step = _STEP_DOWN if ratio > 1.0 else _STEP_UP
             factor = self._factor * ratio**step

@@ -26,7 +26,9 @@ from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
 from .spanstate import make_reader, runtime_context_var
 from .tasks import TaskSampler, tasks_supported
-from .tracker import CallTracker, use_native_tracking
+from .nativecalls import NativeCalls
+from .stacks import open_reader
+from .tracker import MAX_CORRECTION_OF_THRESHOLD, CallTracker, use_native_tracking
 
 log = logging.getLogger("spangap")
 
@@ -153,6 +155,7 @@ class GapDetector:
         tasks = None
         if var is not None and tasks_supported():
             tasks = TaskSampler(var, activations=self._activations)
+        self._tracker.native_calls = self._make_native_calls()
         self._budget = OverheadBudget(options.max_overhead, options.interval_s, options.threshold_s)
         self._sampler = Sampler(
             self._tracker,
@@ -164,6 +167,36 @@ class GapDetector:
             self._watcher,
             self._activations,
             self._probe,
+        )
+
+    def _make_native_calls(self) -> NativeCalls | None:
+        """The native stack sampler's call counting, where ``stacks`` asks for it and it
+        can run: its reader passed its self-checks, and span activations are counted per
+        thread in C (without them a span made current between walks would go unseen)."""
+        mode = self.options.stacks
+        if mode == "off":
+            self.stacks = "off"
+            return None
+        reader, why = open_reader()
+        if reader is not None and (self._activations is None or not self._activations.native):
+            reader, why = None, "span activations are not counted in C (_tracking not built)"
+        if reader is None:
+            if mode == "native":
+                raise RuntimeError(f"stacks='native': {why}")
+            self.stacks = f"off ({why})"
+            return None
+        self.stacks = "native"
+        options = self.options
+        return NativeCalls(
+            reader,
+            self._scope,
+            options.threshold_s,
+            options.threshold_s * MAX_CORRECTION_OF_THRESHOLD,
+            options.interval_s,
+            options.max_overhead,
+            _thread_name,
+            self._handoff.lost_context_at,
+            self._tracker.wait_name,
         )
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +24,10 @@ from .faults import note
 from .scope import Scope
 
 LostFrom = dict[str, str]
+#: One lost job as it ran: [thread id, start, end (inf while it runs), where it was lost].
+JobRun = list[Any]
+#: Lost jobs remembered for calls counted after they ended (nativecalls.py).
+_RECENT_JOBS = 256
 
 
 class HandoffWatcher:
@@ -31,6 +37,7 @@ class HandoffWatcher:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
         self._by_thread: dict[int, LostFrom] = {}  # executor workers running a lost job
+        self._recent: deque[JobRun] = deque(maxlen=_RECENT_JOBS)  # and when they ran
         self._threads: weakref.WeakKeyDictionary[threading.Thread, LostFrom] = (
             weakref.WeakKeyDictionary()
         )
@@ -48,6 +55,15 @@ class HandoffWatcher:
         thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
         return None if thread is None else self._threads.get(thread)
 
+    def lost_context_at(self, thread_id: int, first: float, last: float) -> LostFrom | None:
+        """:meth:`lost_context` for a call that ran from ``first`` to ``last``
+        (``perf_counter``), asked after it ended: the lost job it ran in, if any."""
+        for tid, start, end, lost in reversed(self._recent):
+            if tid == thread_id and start <= first and last <= end:
+                return lost  # type: ignore[no-any-return]
+        thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
+        return None if thread is None else self._threads.get(thread)
+
     # -- hooks ----------------------------------------------------------------------------
 
     def install(self) -> None:
@@ -60,7 +76,7 @@ class HandoffWatcher:
             try:
                 lost = watcher._capture()
                 if lost is not None:
-                    fn = _LostJob(fn, lost, watcher._by_thread)
+                    fn = _LostJob(fn, lost, watcher._by_thread, watcher._recent)
             except Exception as exc:
                 note("handoff_hook", exc)
             return orig_submit(self, fn, *args, **kwargs)
@@ -134,23 +150,31 @@ class _LostJob:
     """Wraps a job submitted from a span without its context: while it runs, its worker
     thread is known to be doing lost-context work. Calls the job unchanged."""
 
-    __slots__ = ("_by_thread", "_fn", "_lost")
+    __slots__ = ("_by_thread", "_fn", "_lost", "_recent")
 
     def __init__(
-        self, fn: Callable[..., Any], lost: LostFrom, by_thread: dict[int, LostFrom]
+        self,
+        fn: Callable[..., Any],
+        lost: LostFrom,
+        by_thread: dict[int, LostFrom],
+        recent: deque[JobRun],
     ) -> None:
         self._fn = fn
         self._lost = lost
         self._by_thread = by_thread
+        self._recent = recent
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tid = threading.get_ident()
         by_thread = self._by_thread
         previous = by_thread.get(tid)
         by_thread[tid] = self._lost
+        run: JobRun = [tid, time.perf_counter(), float("inf"), self._lost]
+        self._recent.append(run)
         try:
             return self._fn(*args, **kwargs)
         finally:
+            run[2] = time.perf_counter()
             if previous is None:
                 by_thread.pop(tid, None)
             else:

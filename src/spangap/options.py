@@ -22,6 +22,7 @@ _METRIC_PREFIX_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$")
 _CONTEXT_READERS = ("auto", "native", "python")
 _LIVENESS_MODES = ("auto", "native", "sampled")
 _TRACKERS = ("auto", "native", "python")
+_STACK_SAMPLERS = ("auto", "native", "off")
 
 
 class OptionError(ValueError):
@@ -51,6 +52,7 @@ class Options:
     context_reader: str = "auto"
     liveness: str = "auto"
     tracker: str = "auto"
+    stacks: str = "off"
     max_overhead: float = 0.01
     coverage_window_s: float = 60.0
 
@@ -173,6 +175,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "context_reader": _one_of(_CONTEXT_READERS),
     "liveness": _one_of(_LIVENESS_MODES),
     "tracker": _one_of(_TRACKERS),
+    "stacks": _one_of(_STACK_SAMPLERS),
     "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
 }
@@ -216,10 +219,15 @@ OPTION_DOCS: dict[str, tuple[str, str]] = {
     "coverage_window_s": ("`60`", "sliding window of the `span_coverage_ratio` gauge"),
 }
 #: Implementation switches for tests and benchmarks, left out of the documentation.
-UNDOCUMENTED = frozenset({"context_reader", "liveness", "tracker"})
+UNDOCUMENTED = frozenset({"context_reader", "liveness", "tracker", "stacks"})
 
 #: What ``native="off"`` chooses for each implementation switch.
-_PURE_PYTHON = {"context_reader": "python", "liveness": "sampled", "tracker": "python"}
+_PURE_PYTHON = {
+    "context_reader": "python",
+    "liveness": "sampled",
+    "tracker": "python",
+    "stacks": "off",
+}
 # Options that only make sense in code, not in an environment variable.
 _NO_ENV_TWIN = frozenset({"registry"})
 

@@ -73,6 +73,8 @@ class Sampler:
         probe: SamplerProbe | None = None,
     ) -> None:
         self._tracker = tracker
+        self._native_calls = tracker.native_calls
+        self._native_cpu = 0.0  # the native stack sampler's CPU already accounted
         self._activations = activations
         self._watcher = watcher
         self._watcher_cpu = 0.0  # its CPU time already accounted
@@ -102,6 +104,8 @@ class Sampler:
         self.ident: int | None = None
 
     def start(self) -> None:
+        if self._native_calls is not None:
+            self._native_calls.start()
         self._thread = threading.Thread(target=self._run, name="spangap-sampler", daemon=True)
         self._thread.start()
 
@@ -123,9 +127,11 @@ class Sampler:
             self._tracker.settle_tasks(time.perf_counter())  # coverage of unmoved tasks
             if self._watcher is not None:
                 self._watcher.stop()
-            self._flush_safely()
+            if self._native_calls is not None:
+                self._native_calls.stop()
+            self._flush_safely(final=True)
             cpu, _ = self._cost_since(cpu_start)
-            self._account_safely(time.perf_counter(), cpu)
+            self._account_safely(time.perf_counter(), cpu + self._native_cpu_since_last())
             # What is still running did not complete: let go of its frames (and so of the
             # application's objects they hold) and of the tasks held until seen done.
             self._tracker.forget()
@@ -185,9 +191,10 @@ class Sampler:
                     self._tick(exclude=self.ident)
                 if now - window_start >= window:
                     cpu, cpu_mark = self._cost_since(cpu_mark)
+                    native = self._native_cpu_since_last()
                     with self._lock:
-                        self._account_safely(now, cpu)
-                    self._apply_budget(cpu, now - window_start)
+                        self._account_safely(now, cpu + native)
+                    self._apply_budget(cpu, native, now - window_start)
                     window_start, window = now, _BUDGET_WINDOW_S
                 if now >= next_periodic:
                     next_periodic = now + _PERIODIC_S
@@ -201,11 +208,15 @@ class Sampler:
         finally:  # what the last window's ticks cost, before stop() takes its last sample
             with self._lock:
                 cpu, _ = self._cost_since(cpu_mark)
-                self._account_safely(time.perf_counter(), cpu)
+                self._account_safely(time.perf_counter(), cpu + self._native_cpu_since_last())
 
-    def _apply_budget(self, cpu_s: float, window_s: float) -> None:
-        """Let the budget pick the interval and stride for the next window."""
-        setting = self._update_budget(cpu_s, window_s)
+    def _apply_budget(self, cpu_s: float, native_s: float, window_s: float) -> None:
+        """Let the budget pick the interval and stride for the next window: the native
+        stack sampler's walks first, within their share, then the ticks with the rest."""
+        reserved = 0.0
+        if self._native_calls is not None:
+            reserved = self._native_calls.apply_budget(native_s, window_s)
+        setting = self._update_budget(cpu_s, window_s, reserved)
         if setting != self._setting:
             self._setting = setting
             self._tracker.set_interval(setting.per_thread_interval_s)
@@ -274,6 +285,14 @@ class Sampler:
         spent, self._watcher_cpu = total - self._watcher_cpu, total
         return max(0.0, spent)
 
+    def _native_cpu_since_last(self) -> float:
+        """The native stack sampler's CPU since it was last accounted."""
+        if self._native_calls is None:
+            return 0.0
+        total = self._native_calls.cpu_seconds
+        spent, self._native_cpu = total - self._native_cpu, total
+        return max(0.0, spent)
+
     def _run_periodic(self, now: float) -> None:
         try:
             with self._lock:  # hold() keeps a fork from copying a lock we hold
@@ -282,10 +301,10 @@ class Sampler:
         except Exception:
             self._on_error()
 
-    def _flush_safely(self) -> None:
+    def _flush_safely(self, final: bool = False) -> None:
         """Pass the operations counted since the last flush on to the findings."""
         try:
-            self._flush()
+            self._flush(final)
         except Exception:
             self._on_error()
 

@@ -14,6 +14,7 @@ import os
 import site as site_module
 import sys
 import sysconfig
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from types import CodeType, FrameType
 
@@ -220,6 +221,12 @@ class Scope:
                 self._cache.clear()  # dynamically generated code; start over rather than grow
             found = self._cache[code] = self._classify(code, module, main)
         return found
+
+    @property
+    def cached(self) -> Mapping[CodeType, CodeInfo]:
+        """Every code object classified so far (held: its address is not reused while
+        it is here), with its facts."""
+        return self._cache
 
     def info_of(self, frame: FrameType) -> CodeInfo:
         """:meth:`info` for a frame; its module name is read only on a cache miss."""

@@ -13,6 +13,7 @@ Details: docs/how-it-works.md, "The call tracker".
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from types import CodeType, FrameType
@@ -29,6 +30,7 @@ from .tasks import TaskEnd, TaskSample
 if TYPE_CHECKING:
     from ._liveness import Watcher as LivenessWatcher
     from ._tracking import CompletedCall, ThreadTracker
+    from .nativecalls import NativeCalls
 
 # The most the two half-gaps may add to a call's estimate, as a share of the threshold:
 # under one half, so that a call of at most half the threshold is never counted.
@@ -179,6 +181,7 @@ class CallTracker:
         self._in_scope_s = 0.0
         self._spanned_s = 0.0
         self._native: ThreadTracker | None = None
+        self.native_calls: NativeCalls | None = None  # set by the detector when in use
         if native:
             from ._tracking import ThreadTracker
 
@@ -202,14 +205,18 @@ class CallTracker:
 
     # -- public ---------------------------------------------------------------------------
 
-    def flush(self) -> int:
+    def flush(self, final: bool = False) -> int:
         """Pass the operations completed since the last flush to ``emit``, in the order
-        they completed; returns how many. Any thread may call it."""
+        they completed, with those the native stack sampler counted (all of them when
+        ``final``, else those it has held long enough); returns how many. Any thread
+        may call it."""
         with self._flush_lock:
             pending = self._pending
             ops = [pending.popleft() for _ in range(len(pending))]
             if self._native is not None:
                 ops.extend(self._from_native(record) for record in self._native.take())
+            if self.native_calls is not None:
+                ops = self.native_calls.merge(ops, time.perf_counter(), final)
             if ops:
                 self._emit(ops)
             return len(ops)
@@ -684,6 +691,11 @@ class CallTracker:
             call.example,
             call.lost_from,
         )
+
+    def wait_name(self, where: CodeInfo | CodeType, lasti: int) -> str | None:
+        """Where a sample waited: an out-of-scope function's name, or what in-scope code
+        calls at ``lasti`` (remembered per place)."""
+        return self._cached_wait_of(where, lasti)
 
     def _cached_wait_of(self, where: CodeInfo | CodeType, lasti: int) -> str | None:
         """:meth:`_wait_of`, remembered per place (the entry holds ``where``, so its id

@@ -14,6 +14,7 @@
  * fixed interval, and counts what it saw. Only addresses and instruction offsets are
  * read: never a value of the application's.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #define PY_SSIZE_T_CLEAN
 #define Py_BUILD_CORE 1
 #include <Python.h>
@@ -30,6 +31,9 @@
 #include "internal/pycore_frame.h"
 #include "internal/pycore_hamt.h"
 #include "internal/pycore_interp.h"
+
+#include "_activations_api.h"
+#include "_chains.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -397,18 +401,19 @@ span_in(SpanLookup *l, uintptr_t hamt, uintptr_t *span)
 
 /* -- one walk --------------------------------------------------------------------------- */
 
-typedef struct {
-    uintptr_t frame; /* the interpreter frame's address */
-    uintptr_t code;  /* the code object's address */
-    int32_t lasti;   /* bytes, as frame.f_lasti; -1 before the first instruction */
-} Entry;
+/* One frame of a walk: its interpreter frame's address, its code object's address, and
+ * its instruction offset in bytes (as frame.f_lasti; -1 before the first instruction).
+ * The same record the chains take (_chains.h). */
+typedef ChainFrame Entry;
 
 typedef struct {
     unsigned long thread_id;
+    unsigned long native_id; /* the kernel's thread id: its CPU clock */
     Py_ssize_t start, depth; /* its entries in the walk's array, innermost first */
     uintptr_t span;          /* with SPAN_FOUND: the span in its executing context */
     uintptr_t mapping;       /* that context's mapping of variables */
     int span_state;
+    long long cpu_ns; /* its CPU clock, read when its innermost call did not move; or -1 */
 } ThreadStack;
 
 typedef struct {
@@ -425,7 +430,10 @@ typedef struct {
     int have_head;
     uintptr_t mapping; /* its executing context's mapping of variables, or 0 */
     int have_mapping;
+    int walked; /* WALKED_* */
 } StateRead;
+
+enum { WALKED_NOT = 0, WALKED_STACK, WALKED_EMPTY };
 
 typedef struct {
     Entry *entries;
@@ -581,12 +589,43 @@ reread_current_frame(uintptr_t ts_address, uintptr_t *frame)
  * the walk ends at the first frame found in it with the same code: that call is still
  * running, so every frame below it is too, at the same instruction (a caller waits in
  * its call), and those entries are taken from `prev` instead of read again. */
+/* Callers' frames lie just below their callee's on the thread's data stack: one read of
+ * this many bytes ending at a frame's head usually holds its callers' heads too. */
+#define FRAME_WINDOW 2048
+
+typedef struct {
+    uintptr_t start; /* the address of bytes[0]; 0: empty */
+    char bytes[FRAME_WINDOW];
+} FrameWindow;
+
+/* The head of the frame at `frame` into `head`: from the window when it holds it, else
+ * read with the bytes below it into the window (or alone, when those are not mapped). */
+static int
+read_head(FrameWindow *win, uintptr_t frame, char *head)
+{
+    if (win->start != 0 && frame >= win->start
+        && frame + FRAME_HEAD_SIZE <= win->start + FRAME_WINDOW) {
+        memcpy(head, win->bytes + (frame - win->start), FRAME_HEAD_SIZE);
+        return 0;
+    }
+    uintptr_t start = frame + FRAME_HEAD_SIZE - FRAME_WINDOW;
+    if (frame + FRAME_HEAD_SIZE > FRAME_WINDOW && read_mem(win->bytes, start, FRAME_WINDOW) == 0) {
+        win->start = start;
+        memcpy(head, win->bytes + (frame - start), FRAME_HEAD_SIZE);
+        return 0;
+    }
+    win->start = 0;
+    return read_mem(head, frame, FRAME_HEAD_SIZE);
+}
+
 static int
 walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownTable *known,
             const Entry *prev, Py_ssize_t prev_depth, Counts *counts, Py_ssize_t *depth_out)
 {
     char head[FRAME_HEAD_SIZE];
     char code_head[CODE_HEAD_SIZE];
+    FrameWindow window;
+    window.start = 0;
     Py_ssize_t depth = 0;
     Py_ssize_t mask = -1;
     if (prev != NULL && prev_depth > 0 && (mask = index_previous(w, prev, prev_depth)) < 0)
@@ -598,7 +637,7 @@ walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownTable *
             memcpy(head, first_head, FRAME_HEAD_SIZE); /* read with the thread states */
             first_head = NULL;
         }
-        else if (read_mem(head, frame, FRAME_HEAD_SIZE) < 0)
+        else if (read_head(&window, frame, head) < 0)
             return STACK_UNREADABLE;
         const _PyInterpreterFrame *f = (const _PyInterpreterFrame *)head;
         uintptr_t previous = (uintptr_t)f->previous;
@@ -801,6 +840,19 @@ read_tops(Walk *w, int mappings)
     }
 }
 
+/* A thread's CPU clock in nanoseconds, by its kernel id; -1 when it cannot be read. */
+static long long
+thread_cpu_ns(unsigned long native_id)
+{
+    if (native_id == 0)
+        return -1;
+    clockid_t clock = (clockid_t)((~(unsigned long)native_id) << 3) | 6; /* per thread, sched */
+    struct timespec ts;
+    if (clock_gettime(clock, &ts) != 0)
+        return -1;
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* One walk of every thread of `interp`, skipping `skip_tid` (the walking thread itself
  * when it is the native one). The thread states, their innermost frames and those
  * frames' heads are read in one batch each, at the addresses of the previous walk
@@ -826,8 +878,13 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
     read_tops(w, spans != NULL && spans->enabled);
     for (Py_ssize_t n = 0; n < w->nstates; n++) {
         StateRead *st = &w->states[n];
-        if (st->copy.thread_id == skip_tid || st->top == 0)
+        st->walked = WALKED_NOT;
+        if (st->copy.thread_id == skip_tid)
             continue;
+        if (st->top == 0) {
+            st->walked = WALKED_EMPTY; /* no Python frame: every call it made returned */
+            continue;
+        }
         if (walk_reserve(w, 0, 1) < 0)
             return -1;
         Py_ssize_t start = w->nentries, depth = 0;
@@ -857,14 +914,29 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
             continue;
         }
         ThreadStack *t = &w->threads[w->nthreads++];
+        st->walked = WALKED_STACK;
         t->thread_id = st->copy.thread_id;
+        t->native_id = st->copy.native_thread_id;
         t->start = start;
         t->depth = w->nentries - start;
         t->span = 0;
         t->mapping = st->mapping;
-        t->span_state = spans != NULL && spans->enabled && st->have_mapping
-                             ? span_in(spans, st->mapping, &t->span)
-                             : SPAN_UNKNOWN;
+        t->cpu_ns = -1;
+        /* A thread whose innermost call and instruction did not move may not have run
+         * at all: its CPU clock tells. If it did not, its context is the same too. */
+        const Entry *leaf = &w->entries[start];
+        const Entry *was = before != NULL && before->depth > 0 ? &prev->entries[before->start] : NULL;
+        if (was != NULL && was->frame == leaf->frame && was->code == leaf->code
+            && was->lasti == leaf->lasti)
+            t->cpu_ns = thread_cpu_ns(t->native_id);
+        if (t->cpu_ns >= 0 && t->cpu_ns == before->cpu_ns && before->mapping == st->mapping) {
+            t->span_state = before->span_state;
+            t->span = before->span;
+        }
+        else
+            t->span_state = spans != NULL && spans->enabled && st->have_mapping
+                                 ? span_in(spans, st->mapping, &t->span)
+                                 : SPAN_UNKNOWN;
         if (t->depth > counts->max_depth)
             counts->max_depth = t->depth;
         counts->threads++;
@@ -881,7 +953,7 @@ typedef struct {
     pthread_t thread;
     int running;
     _Atomic int stopping;
-    long long interval_ns;
+    _Atomic long long interval_ns; /* may be changed while the thread runs */
     Walk scratch; /* the native thread's own */
     Walk latest;  /* the last complete walk, swapped in under `mutex` */
     Counts counts;
@@ -893,6 +965,9 @@ typedef struct {
     PyObject *span_refs; /* (var, key, invalid): what `spans` points at, referenced */
     PyObject *pinned; /* list: the code objects in `known`, referenced */
     Py_ssize_t pin_limit;
+    int following;  /* the native thread follows calls in `chains` (under `mutex`) */
+    Chains chains;
+    spangap_activations_of activations_of; /* or NULL: then no thread is ever dark */
 } Reader;
 
 static Reader *fork_reader; /* the running reader, stopped around fork() */
@@ -906,21 +981,65 @@ thread_cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double
+monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Follow calls through the walk `w` taken at `now`. */
+static void
+follow_calls(Reader *self, const Walk *w, double now)
+{
+    Chains *c = &self->chains;
+    if (w->nstates == 0)
+        return; /* the thread list changed under the read: nothing is known of this walk */
+    chains_begin(c);
+    Py_ssize_t stack_no = 0;
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
+        const StateRead *st = &w->states[i];
+        unsigned long tid = st->copy.thread_id;
+        if (st->walked == WALKED_NOT) {
+            chains_skip(c, tid);
+            continue;
+        }
+        ChainSample sample = {tid, now, -1, 0, 0};
+        sample.activations = self->activations_of != NULL ? self->activations_of(tid) : 0;
+        if (st->walked == WALKED_EMPTY) {
+            sample.span_none = 1;
+            chains_observe(c, &sample, NULL, 0);
+            continue;
+        }
+        const ThreadStack *t = &w->threads[stack_no++];
+        const Entry *leaf = &w->entries[t->start];
+        sample.cpu_ns = t->cpu_ns; /* -1 when it moved, and so ran */
+        sample.span_none = t->span_state == SPAN_NONE && self->activations_of != NULL;
+        chains_observe(c, &sample, leaf, t->depth);
+    }
+    chains_end(c, now);
+}
+
 static void *
 sampling_thread(void *arg)
 {
     Reader *self = arg;
     unsigned long own = (unsigned long)pthread_self();
+    pthread_setname_np(pthread_self(), "spangap-stacks"); /* as top and perf show it */
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     while (!atomic_load(&self->stopping)) {
         Counts counts = {0};
+        double walked_at = monotonic_s();
         pthread_mutex_lock(&self->known_mutex);
         int failed = walk_all(&self->scratch, &self->latest, self->interp, own, &self->known,
                               &self->spans, &counts) < 0;
         pthread_mutex_unlock(&self->known_mutex);
-        double cpu = thread_cpu_s();
         pthread_mutex_lock(&self->mutex);
+        if (!failed && self->following)
+            follow_calls(self, &self->scratch, walked_at);
+        double cpu = thread_cpu_s();
         if (!failed) {
             Walk swap = self->latest;
             self->latest = self->scratch;
@@ -938,7 +1057,7 @@ sampling_thread(void *arg)
             self->counts.max_depth = counts.max_depth;
         self->cpu_s = cpu;
         pthread_mutex_unlock(&self->mutex);
-        deadline.tv_nsec += self->interval_ns;
+        deadline.tv_nsec += atomic_load(&self->interval_ns);
         while (deadline.tv_nsec >= 1000000000L) {
             deadline.tv_nsec -= 1000000000L;
             deadline.tv_sec++;
@@ -1145,6 +1264,10 @@ reader_init(Reader *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->interp = (uintptr_t)PyInterpreterState_Get();
+    /* A thread is dark only where its span activations can be counted (_tracking). */
+    self->activations_of = (spangap_activations_of)PyCapsule_Import(SPANGAP_ACTIVATIONS_CAPSULE, 0);
+    if (self->activations_of == NULL)
+        PyErr_Clear();
     return 0;
 }
 
@@ -1182,6 +1305,7 @@ reader_dealloc(Reader *self)
     stop_reader(self);
     walk_free(&self->scratch);
     walk_free(&self->latest);
+    chains_free(&self->chains);
     known_clear(&self->known);
     known_clear(&self->spans.mappings);
     Py_XDECREF(self->pinned);
@@ -1259,6 +1383,45 @@ reader_pin(Reader *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(added);
 }
 
+PyDoc_STRVAR(pin_codes_doc,
+"pin_codes(codes) -> int\n\n"
+"Keep a reference to each of these code objects, so that walks know them without\n"
+"reading them; returns how many were new (none past pin_limit).");
+
+static PyObject *
+reader_pin_codes(Reader *self, PyObject *codes)
+{
+    /* Copied first: iterating may run Python code, which must not happen while the
+     * walks' mutex is held with the GIL. */
+    PyObject *seq = PySequence_Fast(codes, "pin_codes() needs an iterable of code objects");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t added = 0;
+    int failed = 0;
+    pthread_mutex_lock(&self->known_mutex);
+    for (Py_ssize_t i = 0; !failed && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *code = PySequence_Fast_GET_ITEM(seq, i);
+        uintptr_t address = (uintptr_t)code;
+        if (!PyCode_Check(code) || known_find(&self->known, address) != NULL
+            || self->known.used + self->spans.mappings.used >= self->pin_limit)
+            continue;
+        if (PyList_Append(self->pinned, code) < 0
+            || known_put(&self->known, address, 0, (int32_t)Py_SIZE(code),
+                         ((PyCodeObject *)code)->_co_firsttraceable) < 0)
+            failed = 1;
+        else
+            added++;
+    }
+    pthread_mutex_unlock(&self->known_mutex);
+    Py_DECREF(seq);
+    if (failed) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return NULL;
+    }
+    return PyLong_FromSsize_t(added);
+}
+
 PyDoc_STRVAR(walk_doc,
 "walk(release_gil=True) -> (stacks, spans, counts)\n\n"
 "Read every thread's stack once from this thread, without the GIL unless\n"
@@ -1303,27 +1466,44 @@ reader_walk(Reader *self, PyObject *args, PyObject *kwds)
 }
 
 PyDoc_STRVAR(start_doc,
-"start(interval_s)\n\n"
+"start(interval_s, *, threshold_s=0.0, max_correction_s=0.0, keep=10000)\n\n"
 "Walk every thread's stack on a native thread, every interval_s, never taking the GIL.\n"
-"One reader runs at a time in a process.");
+"With threshold_s, also follow calls through the walks and keep (up to `keep`) those\n"
+"proven to have lasted threshold_s, dark, for take(); see c/_chains.h. One reader runs\n"
+"at a time in a process.");
 
 static PyObject *
-reader_start(Reader *self, PyObject *arg)
+reader_start(Reader *self, PyObject *args, PyObject *kwds)
 {
-    double interval = PyFloat_AsDouble(arg);
-    if (interval == -1.0 && PyErr_Occurred())
+    static char *kwlist[] = {"interval_s", "threshold_s", "max_correction_s", "keep", NULL};
+    double interval, threshold = 0.0, max_correction = 0.0;
+    Py_ssize_t keep = 10000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d|$ddn", kwlist, &interval, &threshold,
+                                     &max_correction, &keep))
         return NULL;
     if (!(interval >= 1e-5 && interval <= 10.0)) {
         PyErr_SetString(PyExc_ValueError, "interval_s must be between 1e-5 and 10");
         return NULL;
     }
+    if (!(threshold >= 0.0) || !(max_correction >= 0.0)
+        || (threshold > 0.0 && max_correction >= threshold) || keep < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "threshold_s and max_correction_s must be >= 0, the correction "
+                        "below the threshold, and keep positive");
+        return NULL;
+    }
+    pthread_mutex_lock(&self->mutex);
+    chains_free(&self->chains);
+    chains_init(&self->chains, threshold, max_correction, keep);
+    self->following = threshold > 0.0;
+    pthread_mutex_unlock(&self->mutex);
     pthread_mutex_lock(&fork_mutex);
     if (self->running || (fork_reader != NULL && fork_reader != self)) {
         pthread_mutex_unlock(&fork_mutex);
         PyErr_SetString(PyExc_RuntimeError, "a native stack reader is already running");
         return NULL;
     }
-    self->interval_ns = (long long)(interval * 1e9);
+    atomic_store(&self->interval_ns, (long long)(interval * 1e9));
     int rc = start_thread(self);
     if (rc == 0)
         fork_reader = self;
@@ -1380,6 +1560,84 @@ reader_latest(Reader *self, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
+/* One record for Python (see take_doc). */
+static PyObject *
+record_to_tuple(const ChainRecord *r)
+{
+    PyObject *callers = PyTuple_New(r->ncallers);
+    PyObject *callees = callers != NULL ? PyTuple_New(r->ncallees) : NULL;
+    if (callees == NULL) {
+        Py_XDECREF(callers);
+        return NULL;
+    }
+    for (ssize_t i = 0; i < r->ncallers; i++) {
+        PyObject *code = PyLong_FromUnsignedLongLong((unsigned long long)r->callers[i]);
+        if (code == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(callers, i, code);
+    }
+    for (ssize_t i = 0; i < r->ncallees; i++) {
+        const ChainFrame *f = &r->callees[i];
+        PyObject *item = Py_BuildValue("(KKi)", (unsigned long long)f->frame,
+                                       (unsigned long long)f->code, (int)f->lasti);
+        if (item == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(callees, i, item);
+    }
+    return Py_BuildValue("(kKKndddddLNNO)", r->thread_id, (unsigned long long)r->frame,
+                         (unsigned long long)r->code, (Py_ssize_t)r->depth, r->first, r->last,
+                         r->after_before, r->gone_by, r->duration, r->samples, callers,
+                         callees, r->callees_cut ? Py_True : Py_False);
+fail:
+    Py_DECREF(callers);
+    Py_DECREF(callees);
+    return NULL;
+}
+
+/* The records of `c`, taken out of it, as a list; NULL on failure (they are dropped). */
+static PyObject *
+take_records(Chains *c)
+{
+    PyObject *list = PyList_New(c->ndone);
+    for (ssize_t i = 0; list != NULL && i < c->ndone; i++) {
+        PyObject *item = record_to_tuple(&c->done[i]);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    c->ndone = 0;
+    return list;
+}
+
+PyDoc_STRVAR(take_doc,
+"take() -> list\n\n"
+"The calls the native thread recorded since the last take(), each as (thread id, frame\n"
+"address, code address, depth from the root, the best run's first and last sample, the\n"
+"samples the call began after and had ended by, duration, samples,\n"
+"callers, callees, callees_cut): callers are code addresses, nearest first; callees\n"
+"are (frame, code, lasti) from the call itself to the innermost frame of its best run.");
+
+static PyObject *
+reader_take(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    /* The records are copied out under the mutex, then made into objects without it. */
+    Chains out;
+    chains_init(&out, 0.0, 0.0, 1);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->mutex);
+    out.done = self->chains.done;
+    out.ndone = self->chains.ndone;
+    out.done_cap = self->chains.done_cap;
+    self->chains.done = NULL;
+    self->chains.ndone = self->chains.done_cap = 0;
+    pthread_mutex_unlock(&self->mutex);
+    Py_END_ALLOW_THREADS
+    PyObject *list = take_records(&out);
+    chains_free(&out);
+    return list;
+}
+
 static PyObject *
 reader_get_running(Reader *self, void *Py_UNUSED(closure))
 {
@@ -1388,15 +1646,50 @@ reader_get_running(Reader *self, void *Py_UNUSED(closure))
 
 static PyMethodDef reader_methods[] = {
     {"walk", (PyCFunction)(void (*)(void))reader_walk, METH_VARARGS | METH_KEYWORDS, walk_doc},
-    {"start", (PyCFunction)reader_start, METH_O, start_doc},
+    {"start", (PyCFunction)(void (*)(void))reader_start, METH_VARARGS | METH_KEYWORDS, start_doc},
+    {"take", (PyCFunction)reader_take, METH_NOARGS, take_doc},
     {"pin", (PyCFunction)reader_pin, METH_NOARGS, pin_doc},
+    {"pin_codes", (PyCFunction)reader_pin_codes, METH_O, pin_codes_doc},
     {"stop", (PyCFunction)reader_stop, METH_NOARGS, "Stop the native thread and wait for it."},
     {"latest", (PyCFunction)reader_latest, METH_NOARGS, latest_doc},
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+reader_get_cpu(Reader *self, void *Py_UNUSED(closure))
+{
+    pthread_mutex_lock(&self->mutex); /* held only for short copies: no GIL wait here */
+    double cpu = self->cpu_s;
+    pthread_mutex_unlock(&self->mutex);
+    return PyFloat_FromDouble(cpu);
+}
+
+static PyObject *
+reader_get_interval(Reader *self, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble((double)atomic_load(&self->interval_ns) / 1e9);
+}
+
+static int
+reader_set_interval(Reader *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    double interval = value != NULL ? PyFloat_AsDouble(value) : -1.0;
+    if (interval == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(interval >= 1e-5 && interval <= 10.0)) {
+        PyErr_SetString(PyExc_ValueError, "interval_s must be between 1e-5 and 10");
+        return -1;
+    }
+    atomic_store(&self->interval_ns, (long long)(interval * 1e9));
+    return 0;
+}
+
 static PyGetSetDef reader_getset[] = {
+    {"interval_s", (getter)reader_get_interval, (setter)reader_set_interval,
+     "Seconds between walks; may be changed while the native thread runs.", NULL},
     {"running", (getter)reader_get_running, NULL, "Whether the native thread runs.", NULL},
+    {"cpu_seconds", (getter)reader_get_cpu, NULL,
+     "The native thread's CPU time so far (updated every walk).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1411,6 +1704,116 @@ static PyTypeObject ReaderType = {
     .tp_dealloc = (destructor)reader_dealloc,
     .tp_methods = reader_methods,
     .tp_getset = reader_getset,
+};
+
+/* -- chains fed from Python: the same code on recorded walks ----------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Chains chains;
+} ChainsObject;
+
+static int
+chains_object_init(ChainsObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"threshold_s", "max_correction_s", NULL};
+    double threshold, max_correction;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "dd", kwlist, &threshold, &max_correction))
+        return -1;
+    chains_free(&self->chains);
+    chains_init(&self->chains, threshold, max_correction, 1000000);
+    return 0;
+}
+
+static void
+chains_object_dealloc(ChainsObject *self)
+{
+    chains_free(&self->chains);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* One thread of a recorded walk: (tid, cpu_ns, activations, span_none, stack or None). */
+static int
+feed_thread(Chains *c, double now, PyObject *item)
+{
+    unsigned long tid;
+    long long cpu;
+    unsigned long long activations;
+    int span_none;
+    PyObject *stack;
+    if (!PyArg_ParseTuple(item, "kLKpO", &tid, &cpu, &activations, &span_none, &stack))
+        return -1;
+    if (stack == Py_None) {
+        chains_skip(c, tid);
+        return 0;
+    }
+    PyObject *seq = PySequence_Fast(stack, "a stack is a sequence of (frame, code, lasti)");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t depth = PySequence_Fast_GET_SIZE(seq);
+    ChainFrame *frames = PyMem_Calloc((size_t)(depth ? depth : 1), sizeof(ChainFrame));
+    int rc = frames == NULL ? -1 : 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < depth; i++) {
+        unsigned long long frame, code;
+        int lasti;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KKi", &frame, &code, &lasti))
+            rc = -1;
+        else
+            frames[i] = (ChainFrame){(uintptr_t)frame, (uintptr_t)code, lasti};
+    }
+    ChainSample sample = {tid, now, cpu, activations, span_none};
+    if (rc == 0 && chains_observe(c, &sample, frames, depth) < 0) {
+        PyErr_NoMemory();
+        rc = -1;
+    }
+    PyMem_Free(frames);
+    Py_DECREF(seq);
+    return rc;
+}
+
+PyDoc_STRVAR(chains_observe_doc,
+"observe(now, threads)\n\n"
+"One walk at `now`: threads is a list of (thread id, cpu_ns, activations, span_none,\n"
+"stack) with the stack innermost first as (frame, code, lasti), or None for a thread\n"
+"whose stack could not be read; a thread not listed has ended.");
+
+static PyObject *
+chains_object_observe(ChainsObject *self, PyObject *args)
+{
+    double now;
+    PyObject *threads;
+    if (!PyArg_ParseTuple(args, "dO!", &now, &PyList_Type, &threads))
+        return NULL;
+    chains_begin(&self->chains);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); i++)
+        if (feed_thread(&self->chains, now, PyList_GET_ITEM(threads, i)) < 0)
+            return NULL;
+    chains_end(&self->chains, now);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+chains_object_take(ChainsObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return take_records(&self->chains);
+}
+
+static PyMethodDef chains_methods[] = {
+    {"observe", (PyCFunction)chains_object_observe, METH_VARARGS, chains_observe_doc},
+    {"take", (PyCFunction)chains_object_take, METH_NOARGS, "The records, as Reader.take()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ChainsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "spangap._stacks.Chains",
+    .tp_basicsize = sizeof(ChainsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The native thread's call follower (c/_chains.c), fed recorded walks.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)chains_object_init,
+    .tp_dealloc = (destructor)chains_object_dealloc,
+    .tp_methods = chains_methods,
 };
 
 PyDoc_STRVAR(usable_doc,
@@ -1471,12 +1874,13 @@ PyInit__stacks(void)
         }
         atfork_done = 1;
     }
-    if (PyType_Ready(&ReaderType) < 0)
+    if (PyType_Ready(&ReaderType) < 0 || PyType_Ready(&ChainsType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&stacks_module);
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "Reader", (PyObject *)&ReaderType) < 0
+        || PyModule_AddObjectRef(module, "Chains", (PyObject *)&ChainsType) < 0
         || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -23,7 +23,10 @@
 #include <Python.h>
 #include <frameobject.h>
 
+#include <stdatomic.h>
+
 #include "_liveness_api.h"
+#include "_activations_api.h"
 #include "_stackwalk.h"
 
 #if PY_VERSION_HEX < 0x030B0000
@@ -1343,6 +1346,58 @@ static PyTypeObject TrackerType = {
  * sampler can tell the marks made before it read the stacks from those made after. */
 static unsigned long long activations_noted;
 
+/* Activations per thread, for the native stack sampler (_stacks.c), which reads them
+ * without the GIL: a table of (thread id, count) that only grows, written under the
+ * GIL by the thread that activates. A thread that finds no free slot counts in
+ * `crowded`, which every thread's count includes: never fewer activations than made. */
+#define ACTIVATION_SLOTS 16384
+#define ACTIVATION_PROBES 64
+static struct {
+    _Atomic unsigned long tid;
+    _Atomic unsigned long long count;
+} activation_slots[ACTIVATION_SLOTS];
+static _Atomic unsigned long long activations_crowded;
+
+static size_t
+activation_slot(unsigned long tid)
+{
+    return (size_t)((tid >> 4) * 0x9E3779B97F4A7C15ull) & (ACTIVATION_SLOTS - 1);
+}
+
+static void
+count_activation(unsigned long tid)
+{
+    size_t at = activation_slot(tid);
+    for (int probe = 0; probe < ACTIVATION_PROBES; probe++, at = (at + 1) & (ACTIVATION_SLOTS - 1)) {
+        unsigned long held = atomic_load(&activation_slots[at].tid);
+        if (held == 0) {
+            atomic_store(&activation_slots[at].tid, tid); /* one writer: the GIL holder */
+            held = tid;
+        }
+        if (held == tid) {
+            atomic_fetch_add(&activation_slots[at].count, 1);
+            return;
+        }
+    }
+    atomic_fetch_add(&activations_crowded, 1);
+}
+
+/* How many spans the thread `tid` has made current so far (or more). */
+static unsigned long long
+activations_of(unsigned long tid)
+{
+    unsigned long long crowded = atomic_load(&activations_crowded);
+    size_t at = activation_slot(tid);
+    for (int probe = 0; probe < ACTIVATION_PROBES; probe++, at = (at + 1) & (ACTIVATION_SLOTS - 1)) {
+        unsigned long held = atomic_load(&activation_slots[at].tid);
+        if (held == tid)
+            return crowded + atomic_load(&activation_slots[at].count);
+        if (held == 0)
+            break;
+    }
+    return crowded;
+}
+
 PyDoc_STRVAR(activation_count_doc,
 "activation_count() -> int\n\nThe number of the last activation noted (0 before any).");
 
@@ -1447,6 +1502,9 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     PyObject *entry = NULL, *mark = NULL, *old_thread = NULL, *old_task = NULL;
     PyObject *stack = NULL, *known = NULL, *first_number = NULL;
     unsigned long long number = ++activations_noted;
+    count_activation(PyLong_AsUnsignedLong(tid));
+    if (PyErr_Occurred())
+        PyErr_Clear(); /* not a thread id: counted under 0, which no thread has */
     PyObject *found = PyDict_GetItemWithError(threads, tid); /* borrowed */
     if (found != NULL && PyTuple_Check(found) && PyTuple_GET_SIZE(found) == 4) {
         stack = PyTuple_GET_ITEM(found, 0);
@@ -1661,6 +1719,13 @@ PyInit__tracking(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "CompletedCall", (PyObject *)&CompletedCallType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    /* For _stacks.c: the function that reads a thread's activation count. */
+    PyObject *capsule = PyCapsule_New((void *)activations_of, SPANGAP_ACTIVATIONS_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(module, "_activations_api", capsule) < 0) {
+        Py_XDECREF(capsule);
         Py_DECREF(module);
         return NULL;
     }
