@@ -14,15 +14,20 @@ _stacks = pytest.importorskip("spangap._stacks", reason="the native stack reader
 THRESHOLD = 0.010
 MAX_CORRECTION = 0.0048
 ROOT, HANDLER, QUERY = (0x1000, 0xA0, 8), (0x2000, 0xB0, 20), (0x3000, 0xC0, 6)
+#: Activations of the threads of these walks when they end: none made.
+ENDED = {1: 0}
 
 
 def both() -> list[object]:
     return [_stacks.Chains(THRESHOLD, MAX_CORRECTION), chains.Chains(THRESHOLD, MAX_CORRECTION)]
 
 
-def feed(follower: object, walks: list[tuple[float, list[chains.ThreadSample]]]) -> list:
-    for now, threads in walks:
-        follower.observe(now, threads)  # type: ignore[attr-defined]
+def feed(follower: object, walks: list) -> list:
+    """Feed (now, threads[, ended]) walks; the records, sorted."""
+    for walk in walks:
+        now, threads = walk[0], walk[1]
+        ended = walk[2] if len(walk) > 2 else ENDED
+        follower.observe(now, threads, ended)  # type: ignore[attr-defined]
     return sorted(follower.take())  # type: ignore[attr-defined]
 
 
@@ -117,6 +122,7 @@ def random_walks(rng: random.Random, threads: int, walks: int) -> list:
     for n in range(walks):
         now = round(n * 0.005 + rng.uniform(0, 0.002), 6)
         sample = []
+        ended: dict[int, int] = {}
         for tid, st in list(state.items()):
             roll = rng.random()
             stack = st["stack"]
@@ -134,12 +140,13 @@ def random_walks(rng: random.Random, threads: int, walks: int) -> list:
             if rng.random() < 0.03:
                 st["act"] += 1
             if rng.random() < 0.01 and tid != 1:
+                ended[tid] = st["act"] + (rng.random() < 0.3)  # a span at its very end
                 del state[tid]
                 continue
             torn = rng.random() < 0.03
             cpu = -1 if rng.random() < 0.05 else st["cpu"]
             sample.append((tid, cpu, st["act"], rng.random() > 0.05, None if torn else list(reversed(stack))))
-        out.append((now, sample))
+        out.append((now, sample, ended))
     return out
 
 
@@ -147,6 +154,22 @@ def random_walks(rng: random.Random, threads: int, walks: int) -> list:
 def test_the_c_follower_equals_the_python_reference_on_recorded_walks(seed: int) -> None:
     walks = random_walks(random.Random(seed), threads=4, walks=300)
     c, python = both()
-    records = feed(c, walks + [(10.0, [])])
+    last = [(10.0, [], {1: walks[-1][1][0][2]})]
+    records = feed(c, walks + last)
     assert records  # the walks hold counted calls, so the comparison means something
-    assert records == feed(python, walks + [(10.0, [])])
+    assert records == feed(python, walks + last)
+
+
+@pytest.mark.parametrize("make", [0, 1], ids=["c", "python"])
+@pytest.mark.parametrize("how", ["returned", "thread ended"])
+def test_a_span_made_current_after_the_last_sample_of_a_call_keeps_it_uncounted(
+    make, how: str
+) -> None:
+    """partly_spanned: dark through the threshold, then a span just before it returns."""
+    follower = both()[make]
+    walks = blocked(0.0, 0.040, [QUERY, HANDLER, ROOT])
+    if how == "returned":
+        walks += [(0.045, [(1, 9, 1, True, [HANDLER, ROOT])]), (0.050, [], {1: 1})]
+    else:
+        walks += [(0.045, [], {1: 1})]
+    assert QUERY[1] not in [r[2] for r in feed(follower, walks)]

@@ -164,6 +164,7 @@ ENV_VALUES: dict[str, tuple[str, object]] = {
     "context_reader": ("python", "python"),
     "liveness": ("sampled", "sampled"),
     "tracker": ("python", "python"),
+    "stacks": ("auto", "auto"),
     "max_overhead": ("0.5", 0.5),
     "coverage_window_s": ("30", 30.0),
 }

@@ -60,12 +60,19 @@ def assert_matches_ground_truth(
     assert counted[w.site("dark_short")] <= over_half, "a call under threshold/2 was counted"
 
 
-@pytest.fixture(autouse=True, params=["native", "python"])
+@pytest.fixture(
+    autouse=True,
+    params=[("native", "off"), ("python", "off"), ("native", "native")],
+    ids=["native", "python", "native+stacks"],
+)
 def tracker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every ground-truth case runs on both call trackers: the C thread path and the
-    reference it must match (through the option's environment twin)."""
-    monkeypatch.setenv("SPANGAP_TRACKER", request.param)
-    return str(request.param)
+    reference it must match (through the option's environment twin); and with the native
+    stack sampler counting too, whose operations must add no call twice."""
+    tracker, stacks = request.param
+    monkeypatch.setenv("SPANGAP_TRACKER", tracker)
+    monkeypatch.setenv("SPANGAP_STACKS", stacks)
+    return str(tracker)
 
 
 def mixed_io(address: tuple[str, int], with_context_run: bool, rounds: int = 25) -> None:
@@ -241,7 +248,7 @@ def test_a_short_span_between_two_wide_samples_still_clears_the_call(
     activation, noted as it happens, shows that the call around it, on the stack at both
     samples, was not dark throughout. Dark calls next to spanned ones still count."""
     wide = Setting(0.040, 1)
-    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s, reserved=0.0: wide)
     detector = start_detector(include=[__name__, "gt_workloads"])
 
     def body() -> None:
@@ -274,7 +281,7 @@ def test_a_short_span_just_before_a_call_returns_clears_it(
     look per interval) rarely looks after it. The frames running when the span was made
     current show that the call was one of them. Dark calls beside it still count."""
     wide = Setting(0.040, 1)
-    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s, reserved=0.0: wide)
     detector = start_detector(include=[__name__, "gt_workloads"], tracker=tracker)
 
     def body() -> None:
@@ -305,7 +312,7 @@ def test_a_short_span_clears_every_level_of_a_deep_stack(
     """The same as above under 150 levels of recursion: the frames running at the span
     are looked up for every level at every sample, and all of them ran under it."""
     wide = Setting(0.040, 1)
-    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s: wide)
+    monkeypatch.setattr(OverheadBudget, "update", lambda self, cpu_s, wall_s, reserved=0.0: wide)
     detector = start_detector(include=[__name__, "gt_workloads"], tracker=tracker)
 
     def body() -> None:

@@ -217,9 +217,9 @@ def pin_sampling(detector: GapDetector, interval_s: float, stride: int) -> None:
     """Hold the sampler at one setting of the overhead budget's range."""
     setting = Setting(interval_s, stride)
     sampler = detector._sampler
-    sampler._update_budget = lambda cpu_s, wall_s: setting  # what each window asks
+    sampler._update_budget = lambda *_: setting  # what each window asks
     with sampler._lock:
-        sampler._apply_budget(0.0, 1.0)
+        sampler._apply_budget(0.0, 0.0, 1.0)
     assert sampler._setting == setting  # pinned: the budget's next windows ask the pin
 
 

@@ -35,6 +35,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
         "SPANGAP_CONTEXT_READER": "python",
         "SPANGAP_LIVENESS": "sampled",
         "SPANGAP_TRACKER": "python",
+        "SPANGAP_STACKS": "native",
         "SPANGAP_MAX_OVERHEAD": "0.02",
         "SPANGAP_COVERAGE_WINDOW_S": "120",
     }

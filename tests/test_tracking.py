@@ -326,7 +326,7 @@ def test_an_operation_of_the_c_path_waited_where_most_of_its_samples_sat() -> No
     info = scope.info(leaf_wait.__code__, __name__)
 
     def waited_in(waits: list[tuple[object, int, int]]) -> str | None:
-        record = (info, "no_span", None, 0.02, 0.02, 0.02, None, "t", waits, 1.0, None)
+        record = (info, "no_span", None, 0.02, 0.02, 0.02, None, "t", waits, 1.0, None, 1)
         from spangap._tracking import CompletedCall
 
         return tracker._from_native(CompletedCall(record)).waited_in

@@ -69,8 +69,9 @@ class Chains:
         self._done: list[Record] = []
         self._walk = 0
 
-    def observe(self, now: float, threads: list[ThreadSample]) -> None:
-        """One walk at ``now``; a thread not listed has ended (see ``_stacks.Chains``)."""
+    def observe(self, now: float, threads: list[ThreadSample], ended: dict[int, int]) -> None:
+        """One walk at ``now``; a thread not listed has ended, ``ended`` holds its
+        activations so far (see ``_stacks.Chains``)."""
         self._walk += 1
         for tid, cpu, activations, span_none, stack in threads:
             t = self._threads.get(tid)
@@ -84,7 +85,7 @@ class Chains:
         for tid in [tid for tid, t in self._threads.items() if t.seen != self._walk]:
             t = self._threads.pop(tid)
             self._finish_run(t, now)
-            self._end_calls(tid, t, 0, now)
+            self._end_calls(tid, t, 0, now, ended.get(tid, -1) != t.prev_activations)
 
     def take(self) -> list[Record]:
         done, self._done = self._done, []
@@ -101,14 +102,15 @@ class Chains:
         stack: list[Frame],
     ) -> None:
         t.seen = self._walk
-        dark = span_none and activations == t.prev_activations
+        activated = activations != t.prev_activations
+        dark = span_none and not activated
         rooted = stack[::-1]
         ran = cpu < 0 or cpu != t.prev_cpu or t.force_ran or not _same(t.stack, rooted)
         t.force_ran, t.prev_cpu, t.prev_activations = False, cpu, activations
         keep = _common(t.stack, rooted, ran)
         if ran:
             self._finish_run(t, now)
-        self._end_calls(tid, t, keep, now)
+        self._end_calls(tid, t, keep, now, activated)
         for i, (frame, code, lasti) in enumerate(rooted):
             if i >= keep:
                 t.stack.append(_Link(frame, code, lasti, t.prev_time))
@@ -138,9 +140,12 @@ class Chains:
                     link.best_snap = t.run_snap
         t.run_snap, t.run_len = None, 0
 
-    def _end_calls(self, tid: int, t: _Thread, keep: int, gone: float) -> None:
+    def _end_calls(self, tid: int, t: _Thread, keep: int, gone: float, activated: bool) -> None:
+        """The calls at ``keep`` and above are gone by ``gone``; ``activated``: a span was
+        made current in the thread since its previous sample, maybe in them."""
         for pos in range(len(t.stack) - 1, keep - 1, -1):
             link, snap = t.stack[pos], t.stack[pos].best_snap
+            link.dark = link.dark and not activated
             if link.dark and link.best >= self._threshold and snap is not None:
                 callers = tuple(l.code for l in reversed(t.stack[max(0, pos - CALLERS) : pos]))
                 start = max(0, pos - snap.base)

@@ -76,9 +76,10 @@ class NativeCalls:
         self._codes: dict[int, tuple[CodeType, CodeInfo]] = {}
         self._codes_seen = -1  # the scope cache's size when _codes was built
         self._held: list[_Held] = []
-        self._gil: dict[tuple[str, str], list[_Counted]] = {}
-        self._native: dict[tuple[str, str], list[_Counted]] = {}
-        self._by_thread: dict[str, list[_Counted]] = {}  # native ops, for self time
+        # (thread id, site) -> operations counted, by each path: a call is counted once.
+        self._gil: dict[tuple[int, str], list[_Counted]] = {}
+        self._native: dict[tuple[int, str], list[_Counted]] = {}
+        self._by_thread: dict[int, list[_Counted]] = {}  # native ops, for self time
         self.dropped = 0  # records whose code the GIL sampler had not met
 
     def start(self) -> None:
@@ -133,7 +134,7 @@ class NativeCalls:
             op = op._replace(self_s=max(0.0, op.dark_s - self._inner_dark(op, depth)))
             counted = _Counted(held.began_after, held.gone_by, depth, op.dark_s)
             self._remember(self._native, op, counted)
-            self._by_thread.setdefault(op.thread, []).append(counted)
+            self._by_thread.setdefault(op.thread_id, []).append(counted)
             out.append(op)
         self._forget_before(now - REMEMBER_S)
         return out
@@ -177,6 +178,7 @@ class NativeCalls:
             last,
             None,
             lost,
+            tid,
         )
         return _Held(gone + HOLD_S, op, depth, after, gone)
 
@@ -193,15 +195,15 @@ class NativeCalls:
     # -- each call once -------------------------------------------------------------------
 
     @staticmethod
-    def _remember(where: dict[tuple[str, str], list[_Counted]], op: Operation, c: _Counted) -> None:
-        where.setdefault((op.thread, op.site), []).append(c)
+    def _remember(where: dict[tuple[int, str], list[_Counted]], op: Operation, c: _Counted) -> None:
+        where.setdefault((op.thread_id, op.site), []).append(c)
 
     @staticmethod
     def _overlaps(
-        where: dict[tuple[str, str], list[_Counted]], op: Operation, start: float, end: float
+        where: dict[tuple[int, str], list[_Counted]], op: Operation, start: float, end: float
     ) -> bool:
         return any(
-            c.start <= end and start <= c.end for c in where.get((op.thread, op.site), ())
+            c.start <= end and start <= c.end for c in where.get((op.thread_id, op.site), ())
         )
 
     def _inner_dark(self, op: Operation, depth: int) -> float:
@@ -209,7 +211,7 @@ class NativeCalls:
         start, end = _span_of(op)
         return sum(
             c.dark_s
-            for c in self._by_thread.get(op.thread, ())
+            for c in self._by_thread.get(op.thread_id, ())
             if c.depth > depth and start <= c.start and c.end <= end
         )
 
@@ -220,8 +222,8 @@ class NativeCalls:
             for key, counted in table.items():
                 if counted[0].end < cutoff:
                     table[key] = [c for c in counted if c.end >= cutoff]
-        for name in [n for n, v in self._by_thread.items() if v[-1].end < cutoff]:
-            del self._by_thread[name]
+        for tid in [t for t, v in self._by_thread.items() if v[-1].end < cutoff]:
+            del self._by_thread[tid]
 
 
 def _span_of(op: Operation) -> tuple[float, float]:

@@ -29,3 +29,4 @@ class Operation(NamedTuple):
     end_time: float
     example_stack: tuple[str, ...] | None
     lost_from: Mapping[str, str] | None = None
+    thread_id: int = 0  # the thread's id (0 for a task): each call is counted once by it

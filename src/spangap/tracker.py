@@ -120,12 +120,14 @@ class _ThreadTrack:
         "samples",
         "spanned",
         "stack",
+        "tid",
         "wait",
         "wait_base",
         "waits",
     )
 
-    def __init__(self, name: str, now: float) -> None:
+    def __init__(self, name: str, now: float, tid: int = 0) -> None:
+        self.tid = tid  # 0 for a task
         self.stack: list[FrameType] = []  # root -> leaf, frames of the previous sample
         self.infos: list[CodeInfo] = []  # parallel to stack
         self.calls: list[_Call | None] = []  # parallel; None = not a countable dark call
@@ -256,7 +258,7 @@ class CallTracker:
         for tid, leaf in frames.items():
             track = tracks.get(tid)
             if track is None:
-                track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now)
+                track = tracks[tid] = _ThreadTrack(self._thread_name(tid), now, tid)
             weight = min(now - track.prev_time, cap) if track.samples else interval
             is_spanned = tid in spanned
             # before calls that returned are completed (and counted)
@@ -657,6 +659,7 @@ class CallTracker:
                 last_seen,
                 example,
                 call.lost_from,
+                track.tid,
             )
         )
 
@@ -690,6 +693,7 @@ class CallTracker:
             call.end_time,
             call.example,
             call.lost_from,
+            call.thread_id,
         )
 
     def wait_name(self, where: CodeInfo | CodeType, lasti: int) -> str | None:

@@ -5,8 +5,11 @@
 
 #define SPANGAP_ACTIVATIONS_CAPSULE "spangap._tracking._activations_api"
 
-/* The count for a thread id (threading.get_ident()); never less than the spans it made
- * current since the module was loaded. Safe from any thread, with or without the GIL. */
-typedef unsigned long long (*spangap_activations_of)(unsigned long thread_id);
+#include <stdint.h>
+
+/* The count for a thread id (threading.get_ident()) whose thread state is at `owner`;
+ * never less than the spans it made current. Safe from any thread, with or without the
+ * GIL. */
+typedef unsigned long long (*spangap_activations_of)(unsigned long thread_id, uintptr_t owner);
 
 #endif

@@ -26,6 +26,7 @@ struct ChainLink {
 
 struct ChainThread {
     unsigned long tid;
+    uintptr_t owner;
     unsigned long long seen; /* the walk it was last seen in */
     double prev_time;        /* its previous sample */
     long long prev_cpu;      /* its CPU clock then */
@@ -200,11 +201,14 @@ record(Chains *c, const ChainThread *t, ssize_t pos, double gone)
     memcpy(r->callees, &s->frames[from], (size_t)r->ncallees * sizeof(ChainFrame));
 }
 
-/* The calls at `keep` and above on the thread's stack are gone by `now`. */
+/* The calls at `keep` and above on the thread's stack are gone by `now`; `activated`:
+ * a span was made current in the thread since its previous sample, maybe in them. */
 static void
-end_calls(Chains *c, ChainThread *t, ssize_t keep, double now)
+end_calls(Chains *c, ChainThread *t, ssize_t keep, double now, int activated)
 {
     for (ssize_t i = t->len - 1; i >= keep; i--) {
+        if (activated)
+            t->stack[i].dark = 0;
         record(c, t, i, now);
         snap_release(t->stack[i].best_snap);
     }
@@ -266,19 +270,21 @@ observe(Chains *c, ChainThread *t, const ChainSample *s, const ChainFrame *stack
 {
     double now = s->now;
     t->seen = c->walk;
-    int dark = s->span_none && s->activations == t->prev_activations;
+    int activated = s->activations != t->prev_activations;
+    int dark = s->span_none && !activated;
     /* A thread whose CPU clock stood still ran no code: every call on its stack is the
      * one seen before. Anything else (a clock that moved or could not be read, another
      * stack, a sample missed) says nothing either way. */
     int ran = s->cpu_ns < 0 || s->cpu_ns != t->prev_cpu || t->force_ran
               || !same_stack(t, stack, depth);
     t->force_ran = 0;
+    t->owner = s->owner;
     t->prev_cpu = s->cpu_ns;
     t->prev_activations = s->activations;
     ssize_t keep = common_calls(t, stack, depth, ran);
     if (ran)
         finish_run(c, t, now);
-    end_calls(c, t, keep, now);
+    end_calls(c, t, keep, now, activated);
     if (depth > t->cap) {
         ssize_t cap = t->cap ? t->cap : 16;
         while (cap < depth)
@@ -318,7 +324,7 @@ chains_observe(Chains *c, const ChainSample *s, const ChainFrame *stack, ssize_t
     if (t == NULL)
         return -1;
     if (observe(c, t, s, stack, depth) < 0) {
-        end_calls(c, t, 0, s->now);
+        end_calls(c, t, 0, s->now, 1); /* not recorded as dark: nothing is known */
         t->force_ran = 1;
         return -1;
     }
@@ -337,7 +343,7 @@ chains_skip(Chains *c, unsigned long tid)
 }
 
 void
-chains_end(Chains *c, double now)
+chains_end(Chains *c, double now, unsigned long long (*activations_of)(unsigned long, uintptr_t))
 {
     for (ssize_t i = 0; i < c->nthreads;) {
         ChainThread *t = &c->threads[i];
@@ -346,7 +352,10 @@ chains_end(Chains *c, double now)
             continue;
         }
         finish_run(c, t, now);
-        end_calls(c, t, 0, now);
+        /* Its count is still there after it ended: a span made current in its last
+         * calls keeps them uncounted. */
+        int activated = activations_of == NULL || activations_of(t->tid, t->owner) != t->prev_activations;
+        end_calls(c, t, 0, now, activated);
         thread_free(t);
         c->threads[i] = c->threads[--c->nthreads];
     }

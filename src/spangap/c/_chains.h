@@ -64,6 +64,7 @@ typedef struct {
 /* One thread at one walk, besides its stack. */
 typedef struct {
     unsigned long thread_id;
+    uintptr_t owner; /* its thread state's address */
     double now;
     long long cpu_ns;               /* its CPU clock, or -1 when it could not be read */
     unsigned long long activations; /* spans it has made current so far */
@@ -83,7 +84,10 @@ int chains_observe(Chains *c, const ChainSample *s, const ChainFrame *stack, ssi
 /* A thread of the walk whose stack could not be read: its chains are kept, and its next
  * sample is taken as one after it ran. */
 void chains_skip(Chains *c, unsigned long tid);
-/* After the samples of one walk: the threads it did not see have ended. */
-void chains_end(Chains *c, double now);
+/* After the samples of one walk: the threads it did not see have ended. Their last
+ * calls are counted only if `activations_of` (thread id, state -> activations so far) shows no
+ * span made current since their last sample. */
+void chains_end(Chains *c, double now,
+                unsigned long long (*activations_of)(unsigned long, uintptr_t));
 
 #endif

@@ -1005,8 +1005,9 @@ follow_calls(Reader *self, const Walk *w, double now)
             chains_skip(c, tid);
             continue;
         }
-        ChainSample sample = {tid, now, -1, 0, 0};
-        sample.activations = self->activations_of != NULL ? self->activations_of(tid) : 0;
+        ChainSample sample = {tid, st->address, now, -1, 0, 0};
+        sample.activations =
+            self->activations_of != NULL ? self->activations_of(tid, st->address) : 0;
         if (st->walked == WALKED_EMPTY) {
             sample.span_none = 1;
             chains_observe(c, &sample, NULL, 0);
@@ -1018,7 +1019,7 @@ follow_calls(Reader *self, const Walk *w, double now)
         sample.span_none = t->span_state == SPAN_NONE && self->activations_of != NULL;
         chains_observe(c, &sample, leaf, t->depth);
     }
-    chains_end(c, now);
+    chains_end(c, now, self->activations_of);
 }
 
 static void *
@@ -1518,7 +1519,24 @@ reader_start(Reader *self, PyObject *args, PyObject *kwds)
 static PyObject *
 reader_stop(Reader *self, PyObject *Py_UNUSED(ignored))
 {
+    int was_running = self->running;
     stop_reader(self);
+    if (was_running && self->following) {
+        /* One last walk: calls that ended since the thread's last one are recorded. */
+        Counts counts = {0};
+        int failed;
+        Py_BEGIN_ALLOW_THREADS
+        double now = monotonic_s();
+        pthread_mutex_lock(&self->known_mutex);
+        failed = walk_all(&self->scratch, &self->latest, self->interp, 0, &self->known,
+                          &self->spans, &counts) < 0;
+        pthread_mutex_unlock(&self->known_mutex);
+        pthread_mutex_lock(&self->mutex);
+        if (!failed)
+            follow_calls(self, &self->scratch, now);
+        pthread_mutex_unlock(&self->mutex);
+        Py_END_ALLOW_THREADS
+    }
     Py_RETURN_NONE;
 }
 
@@ -1761,7 +1779,7 @@ feed_thread(Chains *c, double now, PyObject *item)
         else
             frames[i] = (ChainFrame){(uintptr_t)frame, (uintptr_t)code, lasti};
     }
-    ChainSample sample = {tid, now, cpu, activations, span_none};
+    ChainSample sample = {tid, 0, now, cpu, activations, span_none};
     if (rc == 0 && chains_observe(c, &sample, frames, depth) < 0) {
         PyErr_NoMemory();
         rc = -1;
@@ -1772,23 +1790,40 @@ feed_thread(Chains *c, double now, PyObject *item)
 }
 
 PyDoc_STRVAR(chains_observe_doc,
-"observe(now, threads)\n\n"
+"observe(now, threads, ended)\n\n"
 "One walk at `now`: threads is a list of (thread id, cpu_ns, activations, span_none,\n"
 "stack) with the stack innermost first as (frame, code, lasti), or None for a thread\n"
-"whose stack could not be read; a thread not listed has ended.");
+"whose stack could not be read; a thread not listed has ended, and `ended` maps such\n"
+"a thread to its activations so far (one missing there is taken to have made some).");
+
+/* observe()'s `ended` mapping, seen by chains_end() through ended_activations(). */
+static PyObject *feeding_ended;
+
+static unsigned long long
+ended_activations(unsigned long tid, uintptr_t Py_UNUSED(owner))
+{
+    PyObject *key = PyLong_FromUnsignedLong(tid);
+    PyObject *count = key != NULL ? PyDict_GetItemWithError(feeding_ended, key) : NULL;
+    Py_XDECREF(key);
+    unsigned long long n = count != NULL ? PyLong_AsUnsignedLongLong(count) : (unsigned long long)-1;
+    PyErr_Clear();
+    return n;
+}
 
 static PyObject *
 chains_object_observe(ChainsObject *self, PyObject *args)
 {
     double now;
-    PyObject *threads;
-    if (!PyArg_ParseTuple(args, "dO!", &now, &PyList_Type, &threads))
+    PyObject *threads, *ended;
+    if (!PyArg_ParseTuple(args, "dO!O!", &now, &PyList_Type, &threads, &PyDict_Type, &ended))
         return NULL;
     chains_begin(&self->chains);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); i++)
         if (feed_thread(&self->chains, now, PyList_GET_ITEM(threads, i)) < 0)
             return NULL;
-    chains_end(&self->chains, now);
+    feeding_ended = ended; /* under the GIL: no other caller meanwhile */
+    chains_end(&self->chains, now, ended_activations);
+    feeding_ended = NULL;
     Py_RETURN_NONE;
 }
 

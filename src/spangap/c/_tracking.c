@@ -75,6 +75,7 @@ typedef struct {
 
 typedef struct {
     PyObject *name;
+    PyObject *tid; /* the thread id, as observe() was given it */
     Elem *stack; /* root -> leaf */
     Py_ssize_t len, cap;
     Py_ssize_t live, inscope;
@@ -290,6 +291,7 @@ track_free(Track *t)
     if (t->has_wait)
         Py_DECREF(t->wait.key);
     Py_XDECREF(t->name);
+    Py_XDECREF(t->tid);
     PyMem_Free(t->stack);
     PyMem_Free(t->waits);
     PyMem_Free(t);
@@ -304,15 +306,15 @@ track_capsule_destructor(PyObject *capsule)
 }
 
 static Track *
-track_new(PyObject *name, double now)
+track_new(PyObject *name, PyObject *tid, double now)
 {
     Track *t = PyMem_Calloc(1, sizeof(Track));
     if (t == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    Py_INCREF(name);
-    t->name = name;
+    t->name = Py_NewRef(name);
+    t->tid = Py_NewRef(tid);
     t->prev_time = now;
     return t;
 }
@@ -328,7 +330,7 @@ get_track(Tracker *self, PyObject *tid, double now)
     PyObject *name = PyObject_CallOneArg(self->thread_name, tid);
     if (name == NULL)
         return NULL;
-    Track *t = track_new(name, now);
+    Track *t = track_new(name, tid, now);
     Py_DECREF(name);
     if (t == NULL)
         return NULL;
@@ -497,7 +499,7 @@ is_idle(const IdleKinds *k, Track *t)
 /* -- completing a call ----------------------------------------------------------------- */
 
 /* What crosses to Python for each completed call (tracker.CallTracker._from_native). */
-#define COMPLETED_CALL_FIELDS 11
+#define COMPLETED_CALL_FIELDS 12
 static PyStructSequence_Field completed_call_fields[COMPLETED_CALL_FIELDS + 1] = {
     {"info", "the call's CodeInfo"},
     {"cause", "no_span or context_lost"},
@@ -510,6 +512,7 @@ static PyStructSequence_Field completed_call_fields[COMPLETED_CALL_FIELDS + 1] =
     {"waits", "list of (code or CodeInfo, lasti, count): where it waited"},
     {"end_time", "when it was last seen running"},
     {"example", "root-to-leaf code locations, or None"},
+    {"thread_id", "the thread's id"},
     {NULL, NULL},
 };
 
@@ -524,7 +527,8 @@ static PyTypeObject CompletedCallType;
 
 static PyObject *
 completed_call(const Elem *call, double duration, double dark, double self_s, PyObject *caller,
-               PyObject *thread, PyObject *waits, double end_time, PyObject *example)
+               PyObject *thread, PyObject *tid, PyObject *waits, double end_time,
+               PyObject *example)
 {
     PyObject *record = PyStructSequence_New(&CompletedCallType);
     if (record == NULL)
@@ -541,6 +545,7 @@ completed_call(const Elem *call, double duration, double dark, double self_s, Py
         Py_NewRef(waits),
         PyFloat_FromDouble(end_time),
         Py_NewRef(example),
+        Py_NewRef(tid),
     };
     int failed = 0;
     for (Py_ssize_t i = 0; i < COMPLETED_CALL_FIELDS; i++) {
@@ -672,8 +677,8 @@ complete(Tracker *self, Track *t, Py_ssize_t pos, double gone)
     }
     PyObject *record = NULL;
     if (exampled >= 0)
-        record = completed_call(call, duration, dark, self_s, caller, t->name, waits, last_seen,
-                                example);
+        record = completed_call(call, duration, dark, self_s, caller, t->name, t->tid, waits,
+                                last_seen, example);
     Py_DECREF(waits);
     Py_XDECREF(example);
     if (record == NULL)
@@ -1347,13 +1352,17 @@ static PyTypeObject TrackerType = {
 static unsigned long long activations_noted;
 
 /* Activations per thread, for the native stack sampler (_stacks.c), which reads them
- * without the GIL: a table of (thread id, count) that only grows, written under the
- * GIL by the thread that activates. A thread that finds no free slot counts in
- * `crowded`, which every thread's count includes: never fewer activations than made. */
+ * without the GIL: a table of (thread id, thread state, count) that only grows, written
+ * under the GIL by the thread that activates. Thread ids are reused: a thread whose
+ * state is not the slot's owner starts the count again (a reader that sees the old
+ * owner answers 0, and sees the activation at its next look). A thread that finds no
+ * free slot counts in `crowded`, which every thread's count includes: never fewer
+ * activations than made. */
 #define ACTIVATION_SLOTS 16384
 #define ACTIVATION_PROBES 64
 static struct {
     _Atomic unsigned long tid;
+    _Atomic uintptr_t owner;
     _Atomic unsigned long long count;
 } activation_slots[ACTIVATION_SLOTS];
 static _Atomic unsigned long long activations_crowded;
@@ -1365,7 +1374,7 @@ activation_slot(unsigned long tid)
 }
 
 static void
-count_activation(unsigned long tid)
+count_activation(unsigned long tid, uintptr_t owner)
 {
     size_t at = activation_slot(tid);
     for (int probe = 0; probe < ACTIVATION_PROBES; probe++, at = (at + 1) & (ACTIVATION_SLOTS - 1)) {
@@ -1375,6 +1384,10 @@ count_activation(unsigned long tid)
             held = tid;
         }
         if (held == tid) {
+            if (atomic_load(&activation_slots[at].owner) != owner) {
+                atomic_store(&activation_slots[at].count, 0); /* first, then the owner */
+                atomic_store(&activation_slots[at].owner, owner);
+            }
             atomic_fetch_add(&activation_slots[at].count, 1);
             return;
         }
@@ -1382,16 +1395,19 @@ count_activation(unsigned long tid)
     atomic_fetch_add(&activations_crowded, 1);
 }
 
-/* How many spans the thread `tid` has made current so far (or more). */
+/* How many spans the thread `tid`, whose state is at `owner`, has made current so far
+ * (or more). */
 static unsigned long long
-activations_of(unsigned long tid)
+activations_of(unsigned long tid, uintptr_t owner)
 {
     unsigned long long crowded = atomic_load(&activations_crowded);
     size_t at = activation_slot(tid);
     for (int probe = 0; probe < ACTIVATION_PROBES; probe++, at = (at + 1) & (ACTIVATION_SLOTS - 1)) {
         unsigned long held = atomic_load(&activation_slots[at].tid);
         if (held == tid)
-            return crowded + atomic_load(&activation_slots[at].count);
+            return atomic_load(&activation_slots[at].owner) == owner
+                       ? crowded + atomic_load(&activation_slots[at].count)
+                       : crowded;
         if (held == 0)
             break;
     }
@@ -1502,7 +1518,7 @@ note_activation(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     PyObject *entry = NULL, *mark = NULL, *old_thread = NULL, *old_task = NULL;
     PyObject *stack = NULL, *known = NULL, *first_number = NULL;
     unsigned long long number = ++activations_noted;
-    count_activation(PyLong_AsUnsignedLong(tid));
+    count_activation(PyLong_AsUnsignedLong(tid), (uintptr_t)PyThreadState_Get());
     if (PyErr_Occurred())
         PyErr_Clear(); /* not a thread id: counted under 0, which no thread has */
     PyObject *found = PyDict_GetItemWithError(threads, tid); /* borrowed */
