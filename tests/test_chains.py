@@ -64,7 +64,7 @@ def test_a_thread_that_runs_between_samples_proves_nothing(make) -> None:
     other at the same place): never a count, however long the frame is seen."""
     follower = both()[make]
     walks = [(i * 0.005, [(1, 100 + i, 0, True, [QUERY, HANDLER, ROOT])]) for i in range(40)]
-    assert feed(follower, walks + [(0.3, [])]) == []
+    assert feed(follower, [*walks, (0.3, [])]) == []
 
 
 @pytest.mark.parametrize("make", [0, 1], ids=["c", "python"])
@@ -72,7 +72,7 @@ def test_calls_back_to_back_at_one_place_are_counted_once_never_twice(make) -> N
     follower = both()[make]
     walks = blocked(0.0, 0.025, [QUERY, HANDLER, ROOT], cpu=7)
     walks += blocked(0.030, 0.055, [QUERY, HANDLER, ROOT], cpu=8)  # it ran in between
-    records = feed(follower, walks + [(0.060, [])])
+    records = feed(follower, [*walks, (0.06, [])])
     assert [r[2] for r in records].count(QUERY[1]) == 1
 
 
@@ -82,7 +82,7 @@ def test_a_caller_that_moved_on_started_a_new_call(make) -> None:
     moved = (HANDLER[0], HANDLER[1], HANDLER[2] + 10)
     walks = blocked(0.0, 0.025, [QUERY, HANDLER, ROOT], cpu=7)
     walks += blocked(0.030, 0.055, [QUERY, moved, ROOT], cpu=8)
-    records = feed(follower, walks + [(0.060, [])])
+    records = feed(follower, [*walks, (0.06, [])])
     assert [r[2] for r in records].count(QUERY[1]) == 2
 
 
@@ -93,19 +93,20 @@ def test_a_call_under_a_span_or_during_which_one_was_made_current_is_not_counted
 ) -> None:
     follower = both()[make]
     walks = blocked(0.0, 0.040, [QUERY, HANDLER, ROOT])
-    tid, cpu, activations, span_none, stack = walks[4][1][0]
+    tid, cpu, activations, _span_none, stack = walks[4][1][0]
     if spanned == "active":
         walks[4] = (walks[4][0], [(tid, cpu, activations, False, stack)])
     else:  # made current and gone again between two samples: only the count tells
         walks = walks[:4] + [(w[0], [(tid, cpu, 1, True, stack)]) for w in walks[4:]]
-    records = feed(follower, walks + [(0.045, [])])
+    records = feed(follower, [*walks, (0.045, [])])
     assert QUERY[1] not in [r[2] for r in records]
 
 
 @pytest.mark.parametrize("make", [0, 1], ids=["c", "python"])
 def test_a_short_wait_is_not_counted_and_a_missed_sample_keeps_the_calls(make) -> None:
     follower = both()[make]
-    short = blocked(0.0, 0.005, [QUERY, HANDLER, ROOT]) + [(0.010, [(1, 8, 0, True, [HANDLER, ROOT])])]
+    returned = (0.01, [(1, 8, 0, True, [HANDLER, ROOT])])
+    short = [*blocked(0.0, 0.005, [QUERY, HANDLER, ROOT]), returned]
     assert QUERY[1] not in [r[2] for r in feed(follower, short)]
     walks = blocked(0.1, 0.125, [QUERY, HANDLER, ROOT])
     walks[2] = (walks[2][0], [(1, 7, 0, True, None)])  # a torn read: kept, not ended
@@ -117,7 +118,9 @@ def random_walks(rng: random.Random, threads: int, walks: int) -> list:
     """Walks of threads that call, wait, run and return at random, with spans, missed
     samples and threads that end."""
     codes = [0xA0 + i for i in range(6)]
-    state = {tid: {"stack": [(0x1000, 0xF0, 4)], "cpu": 0, "act": 0} for tid in range(1, threads + 1)}
+    state = {
+        tid: {"stack": [(0x1000, 0xF0, 4)], "cpu": 0, "act": 0} for tid in range(1, threads + 1)
+    }
     out = []
     for n in range(walks):
         now = round(n * 0.005 + rng.uniform(0, 0.002), 6)
@@ -145,7 +148,9 @@ def random_walks(rng: random.Random, threads: int, walks: int) -> list:
                 continue
             torn = rng.random() < 0.03
             cpu = -1 if rng.random() < 0.05 else st["cpu"]
-            sample.append((tid, cpu, st["act"], rng.random() > 0.05, None if torn else list(reversed(stack))))
+            sample.append(
+                (tid, cpu, st["act"], rng.random() > 0.05, None if torn else list(reversed(stack)))
+            )
         out.append((now, sample, ended))
     return out
 

@@ -20,6 +20,7 @@ class CompletedCall:
     waits: list[tuple[Any, int, int]]
     end_time: float
     example: tuple[str, ...] | None
+    thread_id: int
 
 class _Limits(Protocol):
     @property

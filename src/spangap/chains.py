@@ -124,7 +124,7 @@ class Chains:
             t.run_len += 1
             if t.run_len == 2:
                 base = max(0, len(t.stack) - CALLEES)
-                t.run_snap = _Snapshot(base, [(l.frame, l.code, l.lasti) for l in t.stack[base:]])
+                t.run_snap = _Snapshot(base, [(k.frame, k.code, k.lasti) for k in t.stack[base:]])
         t.prev_time = now
 
     def _finish_run(self, t: _Thread, after: float) -> None:
@@ -147,7 +147,7 @@ class Chains:
             link, snap = t.stack[pos], t.stack[pos].best_snap
             link.dark = link.dark and not activated
             if link.dark and link.best >= self._threshold and snap is not None:
-                callers = tuple(l.code for l in reversed(t.stack[max(0, pos - CALLERS) : pos]))
+                callers = tuple(k.code for k in reversed(t.stack[max(0, pos - CALLERS) : pos]))
                 start = max(0, pos - snap.base)
                 self._done.append(
                     (
@@ -161,7 +161,7 @@ class Chains:
 
 def _same(stack: list[_Link], rooted: list[Frame]) -> bool:
     return len(stack) == len(rooted) and all(
-        (l.frame, l.code, l.lasti) == f for l, f in zip(stack, rooted, strict=True)
+        (k.frame, k.code, k.lasti) == f for k, f in zip(stack, rooted, strict=True)
     )
 
 

@@ -20,14 +20,14 @@ from .findings import Findings
 from .handoff import HandoffWatcher
 from .liveness import make_watcher
 from .metrics import metric_set
+from .nativecalls import NativeCalls
 from .options import Options, resolve_options
 from .sampler import Sampler, SamplerProbe
 from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
 from .spanstate import make_reader, runtime_context_var
-from .tasks import TaskSampler, tasks_supported
-from .nativecalls import NativeCalls
 from .stacks import open_reader
+from .tasks import TaskSampler, tasks_supported
 from .tracker import MAX_CORRECTION_OF_THRESHOLD, CallTracker, use_native_tracking
 
 log = logging.getLogger("spangap")

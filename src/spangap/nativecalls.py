@@ -115,6 +115,7 @@ class NativeCalls:
         """The GIL sampler's operations ``gil_ops`` and the native ones now ready (all of
         them when ``final``), each call once."""
         self._known()  # new code objects are pinned for the walks as soon as they are met
+        self._reader.pin()  # and those running now, with their threads' context mappings
         kept = [op for op in gil_ops if not self._overlaps(self._native, op, *_span_of(op))]
         for op in kept:
             self._remember(self._gil, op, _Counted(*_span_of(op), -1, op.dark_s))
@@ -159,7 +160,9 @@ class NativeCalls:
         if idle is not False:  # idle, or not known: not counted
             return None
         leaf_code, leaf_info = infos[-1]  # type: ignore[misc]
-        waited_in = self._wait_of(leaf_info if not leaf_info.in_scope else leaf_code, callees[-1][2])
+        waited_in = self._wait_of(
+            leaf_info if not leaf_info.in_scope else leaf_code, callees[-1][2]
+        )
         caller = next(
             (known[c][1].site for c in callers if c in known and known[c][1].in_scope), None
         )
@@ -248,4 +251,3 @@ def _is_idle(infos: Sequence[CodeInfo], cut: bool) -> bool | None:
         if info.idle == WORK:
             return False
     return False
-
