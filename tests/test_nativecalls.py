@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from conftest import counts_by_site
 
@@ -108,3 +109,16 @@ def test_the_native_sampler_is_off_unless_asked(start_detector) -> None:
     assert detector.stacks == "off"
     detector.stop()
     assert start_detector(native="off", stacks="native").stacks == "native"
+
+
+@pytest.mark.parametrize("stacks", ["native", "off"])
+def test_the_metrics_name_the_walks_in_use_and_the_rates_achieved(start_detector, stacks) -> None:
+    registry = CollectorRegistry()
+    detector = start_detector(stacks=stacks, registry=registry)
+    time.sleep(0.3)
+    detector.stop()  # the gauges are updated as it stops
+    value = registry.get_sample_value
+    assert value("spangap_sampler_native_walks") == (1 if stacks == "native" else 0)
+    walks = value("spangap_sampler_rate_hertz", {"sampler": "walks"})
+    assert walks == (pytest.approx(200, rel=0.01) if stacks == "native" else 0)
+    assert value("spangap_sampler_rate_hertz", {"sampler": "ticks"}) > 0

@@ -126,6 +126,8 @@ class GapDetector:
         except RuntimeError:  # no OpenTelemetry runtime context to wrap: samples only
             log.warning("spangap: span activations between samples are not seen")
         self._handoff = HandoffWatcher(self._scope)
+        #: Whether the native walks count calls: "native", "off", or "off (why not)".
+        self.stacks = "off"
         self._build_sampler()
         self._server: Any = None
         self._started = time.perf_counter()
@@ -210,6 +212,9 @@ class GapDetector:
         self._metrics.interval.set(self.options.interval_s)
         self._metrics.max_overhead.set(self.options.max_overhead)
         self._metrics.stride.set(1)
+        self._metrics.native_walks.set(1 if self._tracker.native_calls else 0)
+        if self.stacks != "off":
+            log.info("spangap: stacks %s", self.stacks)  # native, or off and why not
         self._running = True
         self._metrics.before_collect.add(self._flush_before_scrape)
         self._handoff.install()
@@ -347,6 +352,11 @@ class GapDetector:
         self._metrics.stride.set(self._budget.setting.stride)
         self._metrics.overhead.set(self._budget.share)
         self._metrics.over_budget.set(1 if self._budget.over_budget else 0)
+        per_thread = self._sampler.effective_interval_s * self._budget.setting.stride
+        self._metrics.rate.labels("ticks").set(1.0 / per_thread if per_thread > 0 else 0.0)
+        walks = self._tracker.native_calls
+        self._metrics.rate.labels("walks").set(1.0 / walks.interval_s if walks else 0.0)
+        self._metrics.native_walks.set(1 if walks else 0)
 
     def _warn_if_no_sdk(self, force: bool) -> None:
         if self._warned_no_sdk or not force:

@@ -53,6 +53,8 @@ class MetricSet:
     overhead: Gauge
     max_overhead: Gauge
     over_budget: Gauge
+    rate: Gauge
+    native_walks: Gauge
     before_collect: BeforeCollect
 
 
@@ -196,6 +198,18 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         over_budget=Gauge(
             p + names.SAMPLER_OVER_BUDGET,
             "1 when the sampler is at its slowest setting and still over max_overhead.",
+            registry=reg,
+        ),
+        rate=Gauge(
+            p + names.SAMPLER_RATE,
+            "How often each thread is sampled now, per second: by the ticks (measured "
+            "interval and stride) and by the native walks (0 when they are off).",
+            ["sampler"],
+            registry=reg,
+        ),
+        native_walks=Gauge(
+            p + names.NATIVE_WALKS,
+            "1 when the native stack reader's walks count calls (stacks=native), else 0.",
             registry=reg,
         ),
     )
