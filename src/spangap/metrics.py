@@ -108,6 +108,11 @@ def metric_set(registry: CollectorRegistry | None, prefix: str) -> MetricSet:
         return found
 
 
+#: In prometheus-client's multiprocess mode, a gauge shows one series per live worker
+#: (pid label): the files of a worker marked dead go with it. Ignored otherwise.
+LIVE_ONLY = "liveall"
+
+
 def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     labels = ("site", "cause")
     before_collect = BeforeCollect()
@@ -144,6 +149,7 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
             p + names.COVERAGE_RATIO,
             "Share of sampled, non-idle, in-scope execution time that ran under an active span, "
             "over the coverage window (NaN before anything was sampled).",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         in_scope_seconds=Counter(
@@ -177,27 +183,32 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         interval=Gauge(
             p + names.SAMPLER_INTERVAL,
             "The sampler's measured interval between ticks (mean of recent ticks).",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         stride=Gauge(
             p + names.SAMPLER_STRIDE,
             "Each tick examines one thread (and task) in this many, in rotation (1 = all); "
             "raised only when the interval alone cannot hold max_overhead.",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         overhead=Gauge(
             p + names.SAMPLER_OVERHEAD,
             "CPU share of one core the sampler used over the last budget window.",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         max_overhead=Gauge(
             p + names.SAMPLER_MAX_OVERHEAD,
             "The configured budget (max_overhead), as a share of one core.",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         over_budget=Gauge(
             p + names.SAMPLER_OVER_BUDGET,
             "1 when the sampler is at its slowest setting and still over max_overhead.",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         rate=Gauge(
@@ -205,11 +216,13 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
             "How often each thread is sampled now, per second: by the ticks (measured "
             "interval and stride) and by the native walks (0 when they are off).",
             ["sampler"],
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
         native_walks=Gauge(
             p + names.NATIVE_WALKS,
             "1 when the native stack reader's walks count calls (stacks=native), else 0.",
+            multiprocess_mode=LIVE_ONLY,
             registry=reg,
         ),
     )
