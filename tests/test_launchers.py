@@ -24,7 +24,8 @@ from conftest import FULL_RATE_ENV
 
 pytest.importorskip("gunicorn", reason="gunicorn is installed with spangap[examples]")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "launchers" / "gunicorn"
+LAUNCHERS = Path(__file__).resolve().parents[1] / "examples" / "launchers"
+EXAMPLE = LAUNCHERS / "gunicorn"
 DARK = 'site="wsgi:load_report"'
 
 
@@ -40,9 +41,11 @@ def get(url: str) -> str:
 
 
 def counted(base: str, site: str) -> float:
-    """The sum over workers and causes of uninstrumented_operations_total for ``site``."""
+    """The sum over workers and causes of uninstrumented_operations_total for ``site``
+    (``site`` and any further label text, e.g. the cause, must all be in the labels)."""
     pattern = re.compile(r"^uninstrumented_operations_total\{([^}]*)\} (\S+)$", re.M)
-    return sum(float(v) for labels, v in pattern.findall(get(base + "/metrics")) if site in labels)
+    found = pattern.findall(get(base + "/metrics"))
+    return sum(float(v) for labels, v in found if all(p in labels for p in site.split(",")))
 
 
 def wait_for(check, what: str, timeout: float = 20.0) -> None:
@@ -86,13 +89,13 @@ def gunicorn(request, tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
             master.wait()
 
 
-def settled(base: str) -> float:
+def settled(base: str, site: str = DARK) -> float:
     """The dark site's count once it stops changing: workers write their counts to the
     shared files once a second."""
-    last = counted(base, DARK)
+    last = counted(base, site)
     while True:
         time.sleep(1.2)
-        now = counted(base, DARK)
+        now = counted(base, site)
         if now == last:
             return now
         last = now
@@ -125,9 +128,48 @@ def test_the_workers_counts_add_up_in_one_scrape_and_survive_a_worker_exit(gunic
     assert 9 <= settled(base) - first <= 10
 
 
-def test_the_recipe_in_the_docs_is_the_tested_files() -> None:
-    docs = (EXAMPLE.parents[2] / "docs" / "services.md").read_text()
-    section = docs[docs.index("## gunicorn") : docs.index("## Anything else")]
+@pytest.mark.parametrize(
+    ("heading", "end", "files"),
+    [
+        ("## gunicorn", "## Anything else", ["gunicorn/gunicorn.conf.py", "gunicorn/wsgi.py"]),
+        ("### uvicorn with several workers", "## Django", ["uvicorn/app.py"]),
+    ],
+)
+def test_the_recipes_in_the_docs_are_the_tested_files(heading, end, files) -> None:
+    docs = (LAUNCHERS.parents[1] / "docs" / "services.md").read_text()
+    section = docs[docs.index(heading) : docs.index(end)]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    files = [(EXAMPLE / name).read_text() for name in ("gunicorn.conf.py", "wsgi.py")]
-    assert blocks == files
+    assert blocks == [(LAUNCHERS / name).read_text() for name in files]
+
+
+@pytest.fixture
+def uvicorn(tmp_path: Path) -> Iterator[str]:
+    pytest.importorskip("uvicorn", reason="uvicorn is installed with spangap[examples]")
+    app = tmp_path / "app"
+    shutil.copytree(LAUNCHERS / "uvicorn", app)
+    (tmp_path / "prom").mkdir()
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--port", str(port)]
+    env = {**os.environ, **FULL_RATE_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    server = subprocess.Popen(cmd, cwd=app, env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "ok" in get(base + "/"), "uvicorn to serve")
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_uvicorn_workers_count_the_jobs_their_requests_lost_the_span_of(uvicorn) -> None:
+    base = uvicorn
+    for _ in range(20):
+        get(base + "/")
+    lost = 'site="app:load_report",cause="context_lost"'
+    assert 20 <= settled(base, lost) <= 21  # the readiness request too
+    assert counted(base, 'site="app:load_report",cause="no_span"') == 0
+    assert counted(base, 'site="app:render"') == 0  # inside the endpoint's span
