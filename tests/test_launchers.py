@@ -133,6 +133,11 @@ def test_the_workers_counts_add_up_in_one_scrape_and_survive_a_worker_exit(gunic
     [
         ("## gunicorn", "## Anything else", ["gunicorn/gunicorn.conf.py", "gunicorn/wsgi.py"]),
         ("### uvicorn with several workers", "## Django", ["uvicorn/app.py"]),
+        (
+            "### Django under gunicorn",
+            "## gunicorn",
+            ["django/shop/views.py", "django/mysite/wsgi.py"],
+        ),  # noqa: E501
     ],
 )
 def test_the_recipes_in_the_docs_are_the_tested_files(heading, end, files) -> None:
@@ -173,3 +178,48 @@ def test_uvicorn_workers_count_the_jobs_their_requests_lost_the_span_of(uvicorn)
     assert 20 <= settled(base, lost) <= 21  # the readiness request too
     assert counted(base, 'site="app:load_report",cause="no_span"') == 0
     assert counted(base, 'site="app:render"') == 0  # inside the endpoint's span
+
+
+@pytest.fixture
+def django_under_gunicorn(tmp_path: Path) -> Iterator[str]:
+    pytest.importorskip("django", reason="django is installed with spangap[examples]")
+    app = tmp_path / "app"
+    shutil.copytree(LAUNCHERS / "django", app)
+    (tmp_path / "prom").mkdir()
+    env = {
+        **os.environ,
+        **FULL_RATE_ENV,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "DJANGO_SETTINGS_MODULE": "mysite.settings",
+        "SHOP_DB": str(tmp_path / "shop.sqlite3"),
+    }
+    setup = "import django; django.setup(); from django.core.management import call_command; "
+    setup += "call_command('migrate', run_syncdb=True, verbosity=0); from shop.models import "
+    setup += "Item; Item.objects.bulk_create([Item(name=f'i{n}') for n in range(20)])"
+    subprocess.run([sys.executable, "-c", setup], cwd=app, env=env, check=True, timeout=60)
+    port = free_port()
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2"]
+    cmd += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "mysite.wsgi"]
+    master = subprocess.Popen(cmd, cwd=app, env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "stock" in get(base + "/invoice/"), "django to serve")
+        yield base
+    finally:
+        master.send_signal(signal.SIGTERM)
+        try:
+            master.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
+
+
+def test_django_views_are_covered_and_their_orm_work_in_a_thread_is_context_lost(
+    django_under_gunicorn,
+) -> None:
+    base = django_under_gunicorn
+    for _ in range(10):
+        get(base + "/invoice/")
+    lost = 'site="shop.views:refresh_stock",cause="context_lost"'
+    assert 10 <= settled(base, lost) <= 11  # the readiness request too
+    assert counted(base, 'site="shop.views:invoice"') == 0  # the instrumentation's span
