@@ -137,7 +137,7 @@ def test_the_workers_counts_add_up_in_one_scrape_and_survive_a_worker_exit(gunic
             "### Django under gunicorn",
             "## gunicorn",
             ["django/shop/views.py", "django/mysite/wsgi.py"],
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_the_recipes_in_the_docs_are_the_tested_files(heading, end, files) -> None:

@@ -426,11 +426,17 @@ typedef struct {
     uintptr_t address;
     PyThreadState copy;
     uintptr_t top;    /* its innermost frame, or 0 */
+    /* 3.11/3.12: the innermost frame of the C-level call below the current one (its
+     * _PyCFrame's previous), which a consistent stack passes through; 0: none known */
+    uintptr_t anchor;
     char head[FRAME_HEAD_SIZE]; /* the innermost frame's head, read in the same batch */
     int have_head;
     uintptr_t mapping; /* its executing context's mapping of variables, or 0 */
     int have_mapping;
     int walked; /* WALKED_* */
+#if PY_VERSION_HEX < 0x030D0000
+    _PyCFrame cframe; /* its current one, as read */
+#endif
 } StateRead;
 
 enum { WALKED_NOT = 0, WALKED_STACK, WALKED_EMPTY };
@@ -713,6 +719,16 @@ walk_frames(Walk *w, uintptr_t frame, const char *first_head, const KnownTable *
     return STACK_OK;
 }
 
+/* Whether the frames the walk appended from `start` on include the one at `frame`. */
+static int
+passes_through(const Walk *w, Py_ssize_t start, uintptr_t frame)
+{
+    for (Py_ssize_t i = start; i < w->nentries; i++)
+        if (w->entries[i].frame == frame)
+            return 1;
+    return 0;
+}
+
 /* The stack of `tid` in `prev` (found at position `hint` when the list kept its order). */
 static const ThreadStack *
 previous_stack(const Walk *prev, unsigned long tid, Py_ssize_t hint)
@@ -788,24 +804,50 @@ read_tops(Walk *w, int mappings)
 {
     Py_ssize_t n = 0;
 #if PY_VERSION_HEX >= 0x030D0000
-    for (Py_ssize_t i = 0; i < w->nstates; i++)
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
         w->states[i].top = (uintptr_t)w->states[i].copy.current_frame;
+        w->states[i].anchor = 0; /* 3.13 sets current_frame in one step: always whole */
+    }
 #else
+    /* Each thread's current _PyCFrame: its innermost frame, and the previous C-level
+     * call's. CPython sets tstate->cframe before the new cframe's current_frame, so a
+     * read in between finds whatever the C stack held: a stack that does not pass
+     * through the previous level's innermost frame is not the thread's. */
     for (Py_ssize_t i = 0; i < w->nstates; i++) {
         StateRead *st = &w->states[i];
-        st->top = 0;
+        st->top = st->anchor = 0;
+        memset(&st->cframe, 0, sizeof(st->cframe));
         uintptr_t cframe = (uintptr_t)st->copy.cframe;
         if (cframe == 0)
             continue;
-        w->local[n] = (struct iovec){&st->top, sizeof(st->top)};
-        w->remote[n] = (struct iovec){(void *)(cframe + offsetof(_PyCFrame, current_frame)), 8};
+        w->local[n] = (struct iovec){&st->cframe, sizeof(st->cframe)};
+        w->remote[n] = (struct iovec){(void *)cframe, sizeof(st->cframe)};
         n++;
     }
     if (n > 0 && read_batch(w, n) < 0) {
         /* one range failed: read them one at a time, so the others still count */
         for (Py_ssize_t i = 0; i < n; i++)
-            if (read_mem(w->local[i].iov_base, (uintptr_t)w->remote[i].iov_base, 8) < 0)
-                *(uintptr_t *)w->local[i].iov_base = 0;
+            if (read_mem(w->local[i].iov_base, (uintptr_t)w->remote[i].iov_base,
+                         sizeof(_PyCFrame)) < 0)
+                memset(w->local[i].iov_base, 0, sizeof(_PyCFrame));
+    }
+    n = 0;
+    for (Py_ssize_t i = 0; i < w->nstates; i++) {
+        StateRead *st = &w->states[i];
+        st->top = (uintptr_t)st->cframe.current_frame;
+        if (st->top == 0 || st->cframe.previous == NULL)
+            continue;
+        w->local[n] = (struct iovec){&st->anchor, sizeof(st->anchor)};
+        w->remote[n] = (struct iovec){
+            (void *)((uintptr_t)st->cframe.previous + offsetof(_PyCFrame, current_frame)), 8};
+        n++;
+    }
+    if (n > 0 && read_batch(w, n) < 0) {
+        for (Py_ssize_t i = 0; i < w->nstates; i++)
+            w->states[i].anchor = 0;
+        for (Py_ssize_t i = 0; i < w->nstates; i++)
+            if (w->states[i].top != 0 && w->states[i].cframe.previous != NULL)
+                w->states[i].top = 0; /* not known consistent: not read this time */
     }
 #endif
     n = 0;
@@ -899,6 +941,8 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
          * same, or the stack moved under the walk. */
         int read_more = counts->frames - counts->frames_reused - read_before > 1
                         || !st->have_head;
+        if (walked == STACK_OK && st->anchor != 0 && !passes_through(w, start, st->anchor))
+            walked = STACK_INVALID; /* read while CPython was setting up a call level */
         uintptr_t again = 0;
         if (walked == STACK_OK && read_more
             && (reread_current_frame(st->address, &again) < 0 || again != st->top))
@@ -1001,18 +1045,16 @@ follow_calls(Reader *self, const Walk *w, double now)
     for (Py_ssize_t i = 0; i < w->nstates; i++) {
         const StateRead *st = &w->states[i];
         unsigned long tid = st->copy.thread_id;
-        if (st->walked == WALKED_NOT) {
+        /* No frame (or a stack not read whole) says nothing of its calls: a thread
+         * between two C-level calls can show none for an instant. They end when a
+         * stack read whole shows them gone, or when the thread is gone. */
+        if (st->walked != WALKED_STACK) {
             chains_skip(c, tid);
             continue;
         }
         ChainSample sample = {tid, st->address, now, -1, 0, 0};
         sample.activations =
             self->activations_of != NULL ? self->activations_of(tid, st->address) : 0;
-        if (st->walked == WALKED_EMPTY) {
-            sample.span_none = 1;
-            chains_observe(c, &sample, NULL, 0);
-            continue;
-        }
         const ThreadStack *t = &w->threads[stack_no++];
         const Entry *leaf = &w->entries[t->start];
         sample.cpu_ns = t->cpu_ns; /* -1 when it moved, and so ran */
