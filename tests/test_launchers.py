@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -61,32 +62,52 @@ def wait_for(check, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
+@contextmanager
+def serving(
+    cmd: list[str], cwd: Path, env: dict[str, str], ready: str
+) -> Iterator[tuple[str, int]]:
+    """Start a server on a free port (``{port}`` in ``cmd`` is filled in); ``ready`` is
+    "PATH TEXT": wait until TEXT is in its answer to PATH; yield its base URL and pid;
+    then stop it (SIGTERM, SIGKILL after 20 s)."""
+    port = free_port()
+    server = subprocess.Popen([c.format(port=port) for c in cmd], cwd=cwd, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        path, expected = ready.split(" ", 1)
+        wait_for(lambda: expected in get(base + path), f"{cmd[2]} to serve")
+        yield base, server.pid
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def copied(example: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The example's files in a temporary directory, and an environment with the budget
+    lifted and prometheus-client's multiprocess directory of its own."""
+    app = tmp_path / "app"
+    shutil.copytree(LAUNCHERS / example, app)
+    (tmp_path / "prom").mkdir()
+    return app, {**os.environ, **FULL_RATE_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2"]
+GUNICORN += ["--bind", "127.0.0.1:{port}", "--graceful-timeout", "5"]
+
+
 @pytest.fixture(
     params=[("sync", False), ("gthread", False), ("sync", True), ("gthread", True)],
     ids=["sync", "gthread", "sync-preload", "gthread-preload"],
 )
 def gunicorn(request, tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
     worker_class, preload = request.param
-    app = tmp_path / "app"
-    shutil.copytree(EXAMPLE, app)
-    (tmp_path / "prom").mkdir()
-    port = free_port()
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2"]
-    cmd += ["-k", worker_class, "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
-    cmd += ["--preload"] if preload else []
-    env = {**os.environ, **FULL_RATE_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    master = subprocess.Popen([*cmd, "wsgi:app"], cwd=app, env=env, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: get(base + "/") == "ok\n", "gunicorn to serve")
-        yield base, psutil.Process(master.pid)
-    finally:
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait()
+    app, env = copied("gunicorn", tmp_path)
+    cmd = [*GUNICORN, "-k", worker_class, *(["--preload"] if preload else []), "wsgi:app"]
+    with serving(cmd, app, env, "/ ok") as (base, pid):
+        yield base, psutil.Process(pid)
 
 
 def settled(base: str, site: str = DARK) -> float:
@@ -150,24 +171,10 @@ def test_the_recipes_in_the_docs_are_the_tested_files(heading, end, files) -> No
 @pytest.fixture
 def uvicorn(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("uvicorn", reason="uvicorn is installed with spangap[examples]")
-    app = tmp_path / "app"
-    shutil.copytree(LAUNCHERS / "uvicorn", app)
-    (tmp_path / "prom").mkdir()
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--port", str(port)]
-    env = {**os.environ, **FULL_RATE_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    server = subprocess.Popen(cmd, cwd=app, env=env, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: "ok" in get(base + "/"), "uvicorn to serve")
+    app, env = copied("uvicorn", tmp_path)
+    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--port", "{port}"]
+    with serving(cmd, app, env, "/ ok") as (base, _):
         yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_uvicorn_workers_count_the_jobs_their_requests_lost_the_span_of(uvicorn) -> None:
@@ -183,35 +190,14 @@ def test_uvicorn_workers_count_the_jobs_their_requests_lost_the_span_of(uvicorn)
 @pytest.fixture
 def django_under_gunicorn(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("django", reason="django is installed with spangap[examples]")
-    app = tmp_path / "app"
-    shutil.copytree(LAUNCHERS / "django", app)
-    (tmp_path / "prom").mkdir()
-    env = {
-        **os.environ,
-        **FULL_RATE_ENV,
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "DJANGO_SETTINGS_MODULE": "mysite.settings",
-        "SHOP_DB": str(tmp_path / "shop.sqlite3"),
-    }
+    app, env = copied("django", tmp_path)
+    env |= {"DJANGO_SETTINGS_MODULE": "mysite.settings", "SHOP_DB": str(tmp_path / "shop.db")}
     setup = "import django; django.setup(); from django.core.management import call_command; "
     setup += "call_command('migrate', run_syncdb=True, verbosity=0); from shop.models import "
     setup += "Item; Item.objects.bulk_create([Item(name=f'i{n}') for n in range(20)])"
     subprocess.run([sys.executable, "-c", setup], cwd=app, env=env, check=True, timeout=60)
-    port = free_port()
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2"]
-    cmd += ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "mysite.wsgi"]
-    master = subprocess.Popen(cmd, cwd=app, env=env, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: "stock" in get(base + "/invoice/"), "django to serve")
+    with serving([*GUNICORN, "mysite.wsgi"], app, env, "/invoice/ stock") as (base, _):
         yield base
-    finally:
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait()
 
 
 def test_django_views_are_covered_and_their_orm_work_in_a_thread_is_context_lost(

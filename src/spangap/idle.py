@@ -14,7 +14,9 @@ wait (``Future.result``, ``Thread.join``) is work wherever it sits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 #: Loop and server machinery: a thread or task inside one of these, with nothing of the
 #: application's above it, is waiting for new work wherever the function sits.
@@ -59,6 +61,34 @@ NEITHER = 0
 IDLE = 1
 WORK = 2
 IDLE_IF_DIRECT = 3
+
+
+class Classified(Protocol):
+    """What idleness needs to know of a frame's code (scope.CodeInfo)."""
+
+    @property
+    def in_scope(self) -> bool: ...
+    @property
+    def idle(self) -> int: ...
+
+
+def is_idle_stack(infos: Sequence[Classified]) -> bool:
+    """SPEC "idle" for a stack (root to leaf), decided by what the innermost in-scope frame
+    called: a direct queue/event/condition wait is idle; otherwise the outermost loop,
+    server or reply-wait function between that frame and the leaf decides."""
+    i = len(infos) - 1
+    while i >= 0 and not infos[i].in_scope:
+        i -= 1
+    if i >= 0 and infos[i].idle == IDLE:  # a function the user named idle
+        return True
+    if i + 1 < len(infos) and infos[i + 1].idle == IDLE_IF_DIRECT:
+        return True
+    for info in infos[i + 1 :]:
+        if info.idle == IDLE:
+            return True
+        if info.idle == WORK:
+            return False
+    return False
 
 
 class IdleRules:

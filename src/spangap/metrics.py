@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -110,11 +111,15 @@ def metric_set(registry: CollectorRegistry | None, prefix: str) -> MetricSet:
 
 #: In prometheus-client's multiprocess mode, a gauge shows one series per live worker
 #: (pid label): the files of a worker marked dead go with it. Ignored otherwise.
-LIVE_ONLY = "liveall"
+LIVE_ONLY: Final = "liveall"
 
 
 def _create(reg: CollectorRegistry, p: str) -> MetricSet:
     labels = ("site", "cause")
+
+    def gauge(name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(p + name, documentation, labelnames, multiprocess_mode=LIVE_ONLY, registry=reg)
+
     before_collect = BeforeCollect()
     reg.register(before_collect)  # first: collected before the metrics below
     return MetricSet(
@@ -145,12 +150,10 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
             buckets=DURATION_BUCKETS,
             registry=reg,
         ),
-        coverage_ratio=Gauge(
-            p + names.COVERAGE_RATIO,
+        coverage_ratio=gauge(
+            names.COVERAGE_RATIO,
             "Share of sampled, non-idle, in-scope execution time that ran under an active span, "
             "over the coverage window (NaN before anything was sampled).",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
         in_scope_seconds=Counter(
             p + names.SAMPLED_SECONDS,
@@ -180,50 +183,36 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
             ["kind"],
             registry=reg,
         ),
-        interval=Gauge(
-            p + names.SAMPLER_INTERVAL,
+        interval=gauge(
+            names.SAMPLER_INTERVAL,
             "The sampler's measured interval between ticks (mean of recent ticks).",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
-        stride=Gauge(
-            p + names.SAMPLER_STRIDE,
+        stride=gauge(
+            names.SAMPLER_STRIDE,
             "Each tick examines one thread (and task) in this many, in rotation (1 = all); "
             "raised only when the interval alone cannot hold max_overhead.",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
-        overhead=Gauge(
-            p + names.SAMPLER_OVERHEAD,
+        overhead=gauge(
+            names.SAMPLER_OVERHEAD,
             "CPU share of one core the sampler used over the last budget window.",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
-        max_overhead=Gauge(
-            p + names.SAMPLER_MAX_OVERHEAD,
+        max_overhead=gauge(
+            names.SAMPLER_MAX_OVERHEAD,
             "The configured budget (max_overhead), as a share of one core.",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
-        over_budget=Gauge(
-            p + names.SAMPLER_OVER_BUDGET,
+        over_budget=gauge(
+            names.SAMPLER_OVER_BUDGET,
             "1 when the sampler is at its slowest setting and still over max_overhead.",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
-        rate=Gauge(
-            p + names.SAMPLER_RATE,
+        rate=gauge(
+            names.SAMPLER_RATE,
             "How often each thread is sampled now, per second: by the ticks (measured "
             "interval and stride) and by the native walks (0 when they are off).",
-            ["sampler"],
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
+            ("sampler",),
         ),
-        native_walks=Gauge(
-            p + names.NATIVE_WALKS,
+        native_walks=gauge(
+            names.NATIVE_WALKS,
             "1 when the native stack reader's walks count calls (stacks=native), else 0.",
-            multiprocess_mode=LIVE_ONLY,
-            registry=reg,
         ),
     )
 

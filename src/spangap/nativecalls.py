@@ -16,7 +16,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, NamedTuple
 
 from .budget import FLOOR_OF_THRESHOLD
-from .idle import IDLE, IDLE_IF_DIRECT, WORK
+from .idle import is_idle_stack
 from .operation import CONTEXT_LOST, NO_SPAN, Operation
 from .scope import CodeInfo, Scope
 
@@ -234,20 +234,8 @@ def _span_of(op: Operation) -> tuple[float, float]:
 
 
 def _is_idle(infos: Sequence[CodeInfo], cut: bool) -> bool | None:
-    """SPEC "idle" for a stack from a call to the innermost frame (tracker._is_idle);
-    None when it cannot be told: the stack was cut and holds no in-scope frame."""
-    i = len(infos) - 1
-    while i >= 0 and not infos[i].in_scope:
-        i -= 1
-    if i < 0 and cut:
+    """SPEC "idle" for a stack from a call to the innermost frame; None when it cannot be
+    told: the stack was cut and holds no in-scope frame."""
+    if cut and not any(info.in_scope for info in infos):
         return None
-    if i >= 0 and infos[i].idle == IDLE:
-        return True
-    if i + 1 < len(infos) and infos[i + 1].idle == IDLE_IF_DIRECT:
-        return True
-    for info in infos[i + 1 :]:
-        if info.idle == IDLE:
-            return True
-        if info.idle == WORK:
-            return False
-    return False
+    return is_idle_stack(infos)

@@ -57,6 +57,26 @@ def _unwrapped(part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+class _CpuClock(Protocol):
+    @property
+    def cpu_seconds(self) -> float: ...
+
+
+class _NativeCpu:
+    """The CPU a native thread of ours spent since it was last accounted, by name."""
+
+    def __init__(self) -> None:
+        self._accounted: dict[str, float] = {}
+
+    def since_last(self, name: str, thread: _CpuClock | None) -> float:
+        if thread is None:
+            return 0.0
+        total = thread.cpu_seconds
+        spent = total - self._accounted.get(name, 0.0)
+        self._accounted[name] = total
+        return max(0.0, spent)
+
+
 class Sampler:
     """Owns the sampling thread. ``periodic`` runs about once a second on that thread."""
 
@@ -74,10 +94,9 @@ class Sampler:
     ) -> None:
         self._tracker = tracker
         self._native_calls = tracker.native_calls
-        self._native_cpu = 0.0  # the native stack sampler's CPU already accounted
         self._activations = activations
         self._watcher = watcher
-        self._watcher_cpu = 0.0  # its CPU time already accounted
+        self._native_cpu = _NativeCpu()  # the native threads' CPU already accounted
         self._tasks = tasks
         self._setting = budget.setting
         self._ticks = 0  # ticks not yet accounted
@@ -279,19 +298,11 @@ class Sampler:
 
     def _watcher_cpu_since_last(self) -> float:
         """The native watcher's CPU since the previous tick: part of the sampler's cost."""
-        if self._watcher is None:
-            return 0.0
-        total = self._watcher.cpu_seconds
-        spent, self._watcher_cpu = total - self._watcher_cpu, total
-        return max(0.0, spent)
+        return self._native_cpu.since_last("watcher", self._watcher)
 
     def _native_cpu_since_last(self) -> float:
         """The native stack sampler's CPU since it was last accounted."""
-        if self._native_calls is None:
-            return 0.0
-        total = self._native_calls.cpu_seconds
-        spent, self._native_cpu = total - self._native_cpu, total
-        return max(0.0, spent)
+        return self._native_cpu.since_last("walks", self._native_calls)
 
     def _run_periodic(self, now: float) -> None:
         try:

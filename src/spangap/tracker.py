@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from . import limits as limits_module
 from .callee import CalleeNames
 from .frames import back
-from .idle import IDLE, IDLE_IF_DIRECT, WORK
+from .idle import IDLE, IDLE_IF_DIRECT, WORK, is_idle_stack
 from .operation import CONTEXT_LOST, NO_SPAN, Operation
 from .scope import CodeInfo, Scope
 from .tasks import TaskEnd, TaskSample
@@ -569,23 +569,8 @@ class CallTracker:
             self._watcher.ended(call.slot)
 
     def _is_idle(self, track: _ThreadTrack) -> bool:
-        """SPEC "idle", decided by what the innermost in-scope frame called (see idle.py):
-        a direct queue/event/condition wait is idle; otherwise the outermost loop, server
-        or reply-wait function between that frame and the leaf decides."""
-        infos = track.infos
-        i = len(infos) - 1
-        while i >= 0 and not infos[i].in_scope:
-            i -= 1
-        if i >= 0 and infos[i].idle == IDLE:  # a function the user named idle
-            return True
-        if i + 1 < len(infos) and infos[i + 1].idle == IDLE_IF_DIRECT:
-            return True
-        for info in infos[i + 1 :]:
-            if info.idle == IDLE:
-                return True
-            if info.idle == WORK:
-                return False
-        return False
+        """SPEC "idle" for the thread's stack (idle.is_idle_stack)."""
+        return is_idle_stack(track.infos)
 
     def _wait_name(self, track: _ThreadTrack, leaf: FrameType) -> str | None:
         """The out-of-scope function (or callee of the leaf) where this sample sits."""
