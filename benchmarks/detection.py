@@ -164,7 +164,8 @@ def measure(setting: Setting) -> dict[str, Any]:
         liveness=setting.liveness,
         max_overhead=setting.max_overhead,
         tracker=setting.tracker,
-        stacks=setting.stacks,
+        # only when asked: a checkout without the switch (--against) runs the rest
+        **({"stacks": setting.stacks} if setting.stacks != "off" else {}),
     )
     run_in_threads(lambda: thread_body(gt, server.address, setting), setting.threads)
     detector.stop()
