@@ -39,6 +39,19 @@ class Setting:
         return self.interval_s * self.stride
 
 
+def next_factor(factor: float, share: float, budget: float, max_factor: float) -> float:
+    """The slowdown factor (1 = full rate) for the next window, from the CPU ``share``
+    spent at ``factor`` against ``budget``: straight down to a little under the budget
+    when over it, half way up when under, unchanged inside the dead band."""
+    target = budget * _AIM
+    ratio = share / target if target > 0 else math.inf
+    if abs(ratio - 1.0) <= _DEADBAND:
+        return factor
+    step = _STEP_DOWN if ratio > 1.0 else _STEP_UP
+    scaled: float = factor * ratio**step
+    return min(max(scaled, 1.0), max_factor)
+
+
 class OverheadBudget:
     """Chooses the sampler's :class:`Setting` from its measured CPU share."""
 
@@ -62,13 +75,10 @@ class OverheadBudget:
         ticks = cpu_s / wall_s
         self.share = ticks + max(reserved, 0.0)  # the whole sampler's, as reported
         reserved = min(max(reserved, 0.0), RESERVABLE * self.max_overhead)
-        target = (self.max_overhead - reserved) * _AIM
-        ratio = ticks / target if target > 0 else math.inf
-        if abs(ratio - 1.0) > _DEADBAND:
-            step = _STEP_DOWN if ratio > 1.0 else _STEP_UP
-            factor = self._factor * ratio**step
-            self._factor = min(max(factor, 1.0), self._max_factor)
-            self.setting = self._setting_for(self._factor)
+        factor = next_factor(self._factor, ticks, self.max_overhead - reserved, self._max_factor)
+        if factor != self._factor:
+            self._factor = factor
+            self.setting = self._setting_for(factor)
         at_floor = self._factor >= self._max_factor * (1 - 1e-9)
         self.over_budget = at_floor and self.share > self.max_overhead
         if self.over_budget and not self._logged:

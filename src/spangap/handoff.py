@@ -50,10 +50,7 @@ class HandoffWatcher:
     def lost_context(self, thread_id: int) -> LostFrom | None:
         """The span left behind by whoever handed this thread its current work, if any."""
         found = self._by_thread.get(thread_id)
-        if found is not None:
-            return found
-        thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
-        return None if thread is None else self._threads.get(thread)
+        return found if found is not None else self._started_from(thread_id)
 
     def lost_context_at(self, thread_id: int, first: float, last: float) -> LostFrom | None:
         """:meth:`lost_context` for a call that ran from ``first`` to ``last``
@@ -61,6 +58,10 @@ class HandoffWatcher:
         for tid, start, end, lost in reversed(self._recent):
             if tid == thread_id and start <= first and last <= end:
                 return lost  # type: ignore[no-any-return]
+        return self._started_from(thread_id)
+
+    def _started_from(self, thread_id: int) -> LostFrom | None:
+        """Where a span was left when the thread itself was started, if it was."""
         thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
         return None if thread is None else self._threads.get(thread)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import CodeType
 from typing import TYPE_CHECKING, NamedTuple
 
-from .budget import FLOOR_OF_THRESHOLD
+from .budget import FLOOR_OF_THRESHOLD, next_factor
 from .idle import is_idle_stack
 from .operation import CONTEXT_LOST, NO_SPAN, Operation
 from .scope import CodeInfo, Scope
@@ -67,8 +67,8 @@ class NativeCalls:
         self._threshold = threshold_s
         self._max_correction = max_correction_s
         self._interval = interval_s
-        self._widest = max(interval_s, FLOOR_OF_THRESHOLD * threshold_s)
-        self._target = SHARE_OF_BUDGET * max_overhead * 0.93  # a little under, as budget.py
+        self._max_factor = max(interval_s, FLOOR_OF_THRESHOLD * threshold_s) / interval_s
+        self._budget = SHARE_OF_BUDGET * max_overhead
         self._factor = 1.0
         self._thread_name = thread_name
         self._lost_context_at = lost_context_at
@@ -80,7 +80,6 @@ class NativeCalls:
         self._gil: dict[tuple[int, str], list[_Counted]] = {}
         self._native: dict[tuple[int, str], list[_Counted]] = {}
         self._by_thread: dict[int, list[_Counted]] = {}  # native ops, for self time
-        self.dropped = 0  # records whose code the GIL sampler had not met
 
     def start(self) -> None:
         self._reader.start(
@@ -104,11 +103,10 @@ class NativeCalls:
         if window_s <= 0:
             return 0.0
         share = cpu_s / window_s
-        ratio = share / self._target
-        if abs(ratio - 1.0) > 0.05:
-            step = 1.0 if ratio > 1.0 else 0.5
-            self._factor = min(max(self._factor * ratio**step, 1.0), self._widest / self._interval)
-            self._reader.interval_s = self._interval * self._factor
+        factor = next_factor(self._factor, share, self._budget, self._max_factor)
+        if factor != self._factor:
+            self._factor = factor
+            self._reader.interval_s = self._interval * factor
         return share
 
     def merge(self, gil_ops: list[Operation], now: float, final: bool = False) -> list[Operation]:
@@ -150,7 +148,6 @@ class NativeCalls:
         found = known.get(code)
         infos = [known.get(c) for _, c, _ in callees]
         if found is None or any(i is None for i in infos):
-            self.dropped += 1
             return None
         info = found[1]
         if not info.in_scope or not info.countable:
