@@ -439,7 +439,7 @@ typedef struct {
 #endif
 } StateRead;
 
-enum { WALKED_NOT = 0, WALKED_STACK, WALKED_EMPTY };
+enum { WALKED_NOT = 0, WALKED_STACK };
 
 typedef struct {
     Entry *entries;
@@ -843,11 +843,12 @@ read_tops(Walk *w, int mappings)
         n++;
     }
     if (n > 0 && read_batch(w, n) < 0) {
-        for (Py_ssize_t i = 0; i < w->nstates; i++)
-            w->states[i].anchor = 0;
-        for (Py_ssize_t i = 0; i < w->nstates; i++)
-            if (w->states[i].top != 0 && w->states[i].cframe.previous != NULL)
-                w->states[i].top = 0; /* not known consistent: not read this time */
+        for (Py_ssize_t i = 0; i < w->nstates; i++) {
+            StateRead *st = &w->states[i];
+            st->anchor = 0;
+            if (st->cframe.previous != NULL)
+                st->top = 0; /* not known consistent: not read this time */
+        }
     }
 #endif
     n = 0;
@@ -923,10 +924,8 @@ walk_all(Walk *w, const Walk *prev, uintptr_t interp, unsigned long skip_tid,
         st->walked = WALKED_NOT;
         if (st->copy.thread_id == skip_tid)
             continue;
-        if (st->top == 0) {
-            st->walked = WALKED_EMPTY; /* no Python frame: every call it made returned */
-            continue;
-        }
+        if (st->top == 0)
+            continue; /* no frame to read (or one not yet set: see read_tops) */
         if (walk_reserve(w, 0, 1) < 0)
             return -1;
         Py_ssize_t start = w->nentries, depth = 0;
@@ -1064,6 +1063,46 @@ follow_calls(Reader *self, const Walk *w, double now)
     chains_end(c, now, self->activations_of);
 }
 
+static void
+counts_add(Counts *to, const Counts *c)
+{
+    to->walks += c->walks;
+    to->threads += c->threads;
+    to->frames += c->frames;
+    to->torn += c->torn;
+    to->invalid += c->invalid;
+    to->unreadable += c->unreadable;
+    to->code_reads += c->code_reads;
+    to->frames_reused += c->frames_reused;
+    if (c->max_depth > to->max_depth)
+        to->max_depth = c->max_depth;
+}
+
+/* One walk of every thread but `skip_tid`, made the latest, with calls followed through
+ * it when following; `native`: called on the native thread, whose CPU clock it reads. */
+static void
+walk_and_follow(Reader *self, unsigned long skip_tid, int native)
+{
+    Counts counts = {0};
+    double walked_at = monotonic_s();
+    pthread_mutex_lock(&self->known_mutex);
+    int failed = walk_all(&self->scratch, &self->latest, self->interp, skip_tid, &self->known,
+                          &self->spans, &counts) < 0;
+    pthread_mutex_unlock(&self->known_mutex);
+    pthread_mutex_lock(&self->mutex);
+    if (!failed) {
+        if (self->following)
+            follow_calls(self, &self->scratch, walked_at);
+        Walk swap = self->latest;
+        self->latest = self->scratch;
+        self->scratch = swap;
+    }
+    counts_add(&self->counts, &counts);
+    if (native)
+        self->cpu_s = thread_cpu_s();
+    pthread_mutex_unlock(&self->mutex);
+}
+
 static void *
 sampling_thread(void *arg)
 {
@@ -1073,33 +1112,7 @@ sampling_thread(void *arg)
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     while (!atomic_load(&self->stopping)) {
-        Counts counts = {0};
-        double walked_at = monotonic_s();
-        pthread_mutex_lock(&self->known_mutex);
-        int failed = walk_all(&self->scratch, &self->latest, self->interp, own, &self->known,
-                              &self->spans, &counts) < 0;
-        pthread_mutex_unlock(&self->known_mutex);
-        pthread_mutex_lock(&self->mutex);
-        if (!failed && self->following)
-            follow_calls(self, &self->scratch, walked_at);
-        double cpu = thread_cpu_s();
-        if (!failed) {
-            Walk swap = self->latest;
-            self->latest = self->scratch;
-            self->scratch = swap;
-        }
-        self->counts.walks += counts.walks;
-        self->counts.threads += counts.threads;
-        self->counts.frames += counts.frames;
-        self->counts.torn += counts.torn;
-        self->counts.invalid += counts.invalid;
-        self->counts.unreadable += counts.unreadable;
-        self->counts.code_reads += counts.code_reads;
-        self->counts.frames_reused += counts.frames_reused;
-        if (counts.max_depth > self->counts.max_depth)
-            self->counts.max_depth = counts.max_depth;
-        self->cpu_s = cpu;
-        pthread_mutex_unlock(&self->mutex);
+        walk_and_follow(self, own, 1);
         deadline.tv_nsec += atomic_load(&self->interval_ns);
         while (deadline.tv_nsec >= 1000000000L) {
             deadline.tv_nsec -= 1000000000L;
@@ -1565,18 +1578,8 @@ reader_stop(Reader *self, PyObject *Py_UNUSED(ignored))
     stop_reader(self);
     if (was_running && self->following) {
         /* One last walk: calls that ended since the thread's last one are recorded. */
-        Counts counts = {0};
-        int failed;
         Py_BEGIN_ALLOW_THREADS
-        double now = monotonic_s();
-        pthread_mutex_lock(&self->known_mutex);
-        failed = walk_all(&self->scratch, &self->latest, self->interp, 0, &self->known,
-                          &self->spans, &counts) < 0;
-        pthread_mutex_unlock(&self->known_mutex);
-        pthread_mutex_lock(&self->mutex);
-        if (!failed)
-            follow_calls(self, &self->scratch, now);
-        pthread_mutex_unlock(&self->mutex);
+        walk_and_follow(self, 0, 0);
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
@@ -1654,19 +1657,18 @@ fail:
     return NULL;
 }
 
-/* The records of `c`, taken out of it, as a list; NULL on failure (they are dropped). */
+/* The `n` records at `done` as a list; NULL on failure. */
 static PyObject *
-take_records(Chains *c)
+records_to_list(const ChainRecord *done, ssize_t n)
 {
-    PyObject *list = PyList_New(c->ndone);
-    for (ssize_t i = 0; list != NULL && i < c->ndone; i++) {
-        PyObject *item = record_to_tuple(&c->done[i]);
+    PyObject *list = PyList_New(n);
+    for (ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *item = record_to_tuple(&done[i]);
         if (item == NULL)
             Py_CLEAR(list);
         else
             PyList_SET_ITEM(list, i, item);
     }
-    c->ndone = 0;
     return list;
 }
 
@@ -1681,20 +1683,19 @@ PyDoc_STRVAR(take_doc,
 static PyObject *
 reader_take(Reader *self, PyObject *Py_UNUSED(ignored))
 {
-    /* The records are copied out under the mutex, then made into objects without it. */
-    Chains out;
-    chains_init(&out, 0.0, 0.0, 1);
+    /* The records are taken out under the mutex, then made into objects without it. */
+    ChainRecord *done;
+    ssize_t n;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->mutex);
-    out.done = self->chains.done;
-    out.ndone = self->chains.ndone;
-    out.done_cap = self->chains.done_cap;
+    done = self->chains.done;
+    n = self->chains.ndone;
     self->chains.done = NULL;
     self->chains.ndone = self->chains.done_cap = 0;
     pthread_mutex_unlock(&self->mutex);
     Py_END_ALLOW_THREADS
-    PyObject *list = take_records(&out);
-    chains_free(&out);
+    PyObject *list = records_to_list(done, n);
+    free(done);
     return list;
 }
 
@@ -1872,7 +1873,9 @@ chains_object_observe(ChainsObject *self, PyObject *args)
 static PyObject *
 chains_object_take(ChainsObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return take_records(&self->chains);
+    PyObject *list = records_to_list(self->chains.done, self->chains.ndone);
+    self->chains.ndone = 0;
+    return list;
 }
 
 static PyMethodDef chains_methods[] = {
