@@ -1,7 +1,8 @@
-"""Real launchers, end to end: gunicorn with sync workers and --preload, and gthread
-workers without it (2 workers each) running examples/launchers/gunicorn as written, in
-prometheus-client's multiprocess mode. The dark helper's counts of every worker add up
-in one /metrics; the spanned one never appears; a worker that exits keeps its counts."""
+"""Real launchers, end to end, each running its examples/launchers/ directory as written
+with prometheus-client's multiprocess mode: gunicorn with sync workers and --preload,
+and gthread workers without it; uvicorn with two workers; Django under gunicorn; a
+Celery prefork worker. The dark sites' counts of every worker add up in one /metrics;
+the spanned ones never appear; a worker that exits keeps its counts."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
@@ -66,10 +67,11 @@ def wait_for(check, what: str, timeout: float = 20.0) -> None:
 def serving(
     cmd: list[str], cwd: Path, env: dict[str, str], ready: str
 ) -> Iterator[tuple[str, int]]:
-    """Start a server on a free port (``{port}`` in ``cmd`` is filled in); ``ready`` is
-    "PATH TEXT": wait until TEXT is in its answer to PATH; yield its base URL and pid;
-    then stop it (SIGTERM, SIGKILL after 20 s)."""
+    """Start a server on a free port (``{port}`` in ``cmd`` or in ``env``'s values is
+    filled in); ``ready`` is "PATH TEXT": wait until TEXT is in its answer to PATH; yield
+    its base URL and pid; then stop it (SIGTERM, SIGKILL after 20 s)."""
     port = free_port()
+    env = {name: value.replace("{port}", str(port)) for name, value in env.items()}
     server = subprocess.Popen([c.format(port=port) for c in cmd], cwd=cwd, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -153,8 +155,9 @@ def test_the_workers_counts_add_up_in_one_scrape_and_survive_a_worker_exit(gunic
 @pytest.mark.parametrize(
     ("heading", "end", "files"),
     [
-        ("## gunicorn", "## Anything else", ["gunicorn/gunicorn.conf.py", "gunicorn/wsgi.py"]),
+        ("## gunicorn", "## Celery", ["gunicorn/gunicorn.conf.py", "gunicorn/wsgi.py"]),
         ("### uvicorn with several workers", "## Django", ["uvicorn/app.py"]),
+        ("## Celery", "## Anything else", ["celery/tasks.py"]),
         (
             "### Django under gunicorn",
             "## gunicorn",
@@ -210,3 +213,54 @@ def test_django_views_are_covered_and_their_orm_work_in_a_thread_is_context_lost
     lost = 'site="shop.views:refresh_stock",cause="context_lost"'
     assert 10 <= settled(base, lost) <= 11  # the readiness request too
     assert counted(base, 'site="shop.views:invoice"') == 0  # the instrumentation's span
+
+
+CELERY = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "prefork"]
+# Each pool process exits after 4 tasks (Celery ends it with os._exit), so most counts
+# come from processes that are gone by the time of the scrape.
+CELERY += ["--concurrency", "2", "--max-tasks-per-child", "4", "--loglevel", "warning"]
+CELERY_READY = "/metrics spangap_sampler_rate_hertz{pid="  # a pool process's detector
+
+
+@pytest.fixture
+def celery_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start a worker (``trace_tasks``: with Celery's instrumentation); yield a function
+    that sends N tasks (``traced``: from a producer with a span and the instrumentation)
+    and returns the base URL of the worker's /metrics."""
+    pytest.importorskip("celery", reason="celery is installed with spangap[examples]")
+    app, env = copied("celery", tmp_path)
+    (tmp_path / "broker").mkdir()
+    env |= {"BROKER_DIR": str(tmp_path / "broker"), "METRICS_PORT": "{port}"}
+    with ExitStack() as stack:
+        started: list[str] = []
+
+        def send(n: int, *, traced: bool, trace_tasks: bool = False) -> str:
+            if not started:
+                worker_env = env | {"TRACE_TASKS": "1" if trace_tasks else "0"}
+                base, _ = stack.enter_context(serving(CELERY, app, worker_env, CELERY_READY))
+                started.append(base)
+            producer = [sys.executable, "producer.py", str(n), *(["--traced"] if traced else [])]
+            subprocess.run(producer, cwd=app, env=env, check=True, timeout=60)
+            return started[0]
+
+        yield send
+
+
+def test_celery_task_bodies_are_dark_and_the_cause_says_if_the_producer_had_a_span(
+    celery_worker,
+) -> None:
+    celery_worker(10, traced=False)
+    base = celery_worker(10, traced=True)
+    task = 'site="tasks:load_report"'
+    wait_for(lambda: counted(base, task) >= 19, "the tasks to run", timeout=60)
+    assert 9 <= settled(base, task + ',cause="no_span"') <= 10
+    assert 9 <= counted(base, task + ',cause="context_lost"') <= 10
+
+
+def test_celery_task_bodies_are_covered_with_the_instrumentation(celery_worker) -> None:
+    base = celery_worker(10, traced=True, trace_tasks=True)
+    spanned = re.compile(r"^span_coverage_spanned_seconds_total (\S+)$", re.M)
+    # 10 task bodies of 30 ms each under the instrumentation's span: 0.3 s
+    wait_for(lambda: float(spanned.findall(get(base + "/metrics"))[0]) >= 0.25, "spans")
+    settled(base, 'site="tasks:load_report"')
+    assert counted(base, 'site="tasks:load_report"') == 0

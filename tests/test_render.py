@@ -8,7 +8,7 @@ import pytest
 
 from snapshot_factory import make_site, make_snapshot, varied_snapshot
 from spangap.report.render import render, sort_sites
-from spangap.snapshot import Counted, Snapshot
+from spangap.snapshot import Counted, LostContext, Snapshot
 
 LONG_SITE = "acme_enterprise.billing.repositories.postgres:OrderRepository.load_rows_for_customer"
 LONG_WAIT = "psycopg2.extensions.connection.cursor.execute"
@@ -168,3 +168,13 @@ def test_markdown_keeps_long_names_whole_and_escapes_pipes() -> None:
 def test_bad_arguments_raise_value_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         render(varied_snapshot(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_context_lost_from_a_celery_producer_gets_the_worker_fix() -> None:
+    producer = "the Celery producer of shop.reports.build"
+    lost = LostContext(submitters=[Counted(producer, 40)], examples=[])
+    site = make_site("shop.reports:build", cause="context_lost", lost_context=lost)
+    advice = render(make_snapshot([site]), width=200).split("What to do")[1]
+    assert f"handed over by {producer}, which had a span" in advice
+    assert "CeleryInstrumentor().instrument()" in advice and "worker_process_init" in advice
+    assert "CeleryInstrumentor" not in render(varied_snapshot(), width=200)

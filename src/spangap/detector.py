@@ -15,6 +15,7 @@ from prometheus_client.exposition import start_http_server
 
 from .activations import Activations
 from .budget import OverheadBudget
+from .celery_tasks import CeleryWatcher
 from .faults import FAULTS, note
 from .findings import Findings
 from .handoff import HandoffWatcher
@@ -126,6 +127,7 @@ class GapDetector:
         except RuntimeError:  # no OpenTelemetry runtime context to wrap: samples only
             log.warning("spangap: span activations between samples are not seen")
         self._handoff = HandoffWatcher(self._scope)
+        self._celery = CeleryWatcher(self._handoff, on_process_exit=self.stop)
         #: Whether the native walks count calls: "native", "off", or "off (why not)".
         self.stacks = "off"
         self._build_sampler()
@@ -218,6 +220,7 @@ class GapDetector:
         self._running = True
         self._metrics.before_collect.add(self._flush_before_scrape)
         self._handoff.install()
+        self._celery.connect()
         self._sampler.start()
         atexit.register(self._at_exit)
 
@@ -233,6 +236,7 @@ class GapDetector:
             for step in (
                 self._sampler.stop,
                 self._handoff.uninstall,
+                self._celery.disconnect,
                 # attach was wrapped after the reader's wrapper: undone first
                 activations.close if activations is not None else None,
                 self._reader.close,
@@ -336,10 +340,12 @@ class GapDetector:
         FAULTS.drain(self._findings.count_error)
 
     def _periodic(self, now: float) -> None:
-        """Runs about once a second on the sampler thread."""
+        """Runs about once a second on the sampler thread, under its lock (hold())."""
         self._drain_faults()
         self._update_gauges()
         self._warn_if_no_sdk(force=now - self._started >= _NO_SDK_GRACE_S)
+        self._celery.connect()  # if Celery was imported since; under the sampler's lock,
+        # which fork waits for (Celery's signals hold a lock of theirs while connecting)
         if self.options.snapshot_path and now >= self._next_snapshot:
             self._next_snapshot = now + self.options.snapshot_interval_s
             self._write_snapshot_quietly(self._configured_snapshot_path())
@@ -405,6 +411,8 @@ class GapDetector:
         if self._activations is not None:
             self._activations.reset()
         self._handoff.reset()
+        self._celery.reset()
+        self._celery.connect()  # one thread here: no fork can come in between
         self._build_sampler()
         self._started = time.perf_counter()
         self._next_snapshot = self._started + self.options.snapshot_interval_s

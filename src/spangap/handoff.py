@@ -26,6 +26,8 @@ from .scope import Scope
 LostFrom = dict[str, str]
 #: One lost job as it ran: [thread id, start, end (inf while it runs), where it was lost].
 JobRun = list[Any]
+#: What :meth:`HandoffWatcher.job_ended` needs: the job it interrupted, and its run.
+RunningJob = tuple[LostFrom | None, JobRun]
 #: Lost jobs remembered for calls counted after they ended (nativecalls.py).
 _RECENT_JOBS = 256
 
@@ -65,6 +67,26 @@ class HandoffWatcher:
         thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
         return None if thread is None else self._threads.get(thread)
 
+    # -- lost jobs --------------------------------------------------------------------------
+
+    def job_started(self, lost: LostFrom) -> RunningJob:
+        """The calling thread starts a job that lost the span ``lost``; pass the result to
+        :meth:`job_ended` when the job ends (jobs nest: the outer one is restored)."""
+        tid = threading.get_ident()
+        previous = self._by_thread.get(tid)
+        self._by_thread[tid] = lost
+        run: JobRun = [tid, time.perf_counter(), float("inf"), lost]
+        self._recent.append(run)
+        return previous, run
+
+    def job_ended(self, running: RunningJob) -> None:
+        previous, run = running
+        run[2] = time.perf_counter()
+        if previous is None:
+            self._by_thread.pop(run[0], None)
+        else:
+            self._by_thread[run[0]] = previous
+
     # -- hooks ----------------------------------------------------------------------------
 
     def install(self) -> None:
@@ -77,7 +99,7 @@ class HandoffWatcher:
             try:
                 lost = watcher._capture()
                 if lost is not None:
-                    fn = _LostJob(fn, lost, watcher._by_thread, watcher._recent)
+                    fn = _LostJob(fn, lost, watcher)
             except Exception as exc:
                 note("handoff_hook", exc)
             return orig_submit(self, fn, *args, **kwargs)
@@ -151,32 +173,16 @@ class _LostJob:
     """Wraps a job submitted from a span without its context: while it runs, its worker
     thread is known to be doing lost-context work. Calls the job unchanged."""
 
-    __slots__ = ("_by_thread", "_fn", "_lost", "_recent")
+    __slots__ = ("_fn", "_lost", "_watcher")
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        lost: LostFrom,
-        by_thread: dict[int, LostFrom],
-        recent: deque[JobRun],
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any], lost: LostFrom, watcher: HandoffWatcher) -> None:
         self._fn = fn
         self._lost = lost
-        self._by_thread = by_thread
-        self._recent = recent
+        self._watcher = watcher
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        tid = threading.get_ident()
-        by_thread = self._by_thread
-        previous = by_thread.get(tid)
-        by_thread[tid] = self._lost
-        run: JobRun = [tid, time.perf_counter(), float("inf"), self._lost]
-        self._recent.append(run)
+        running = self._watcher.job_started(self._lost)
         try:
             return self._fn(*args, **kwargs)
         finally:
-            run[2] = time.perf_counter()
-            if previous is None:
-                by_thread.pop(tid, None)
-            else:
-                by_thread[tid] = previous
+            self._watcher.job_ended(running)

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..celery_tasks import CELERY_PRODUCER
 from ..snapshot import SiteStats, Snapshot, Totals
 
 SORT_KEYS = ("total", "self", "count", "p95")
@@ -393,13 +394,19 @@ def _advice_lost(sites: list[SiteStats], width: int) -> list[str]:
         lines.append(_bullet(f"{len(sites) - 3} more context_lost sites, same fix.", width))
     fix = "Hand the context over with the work:"
     closing = "or use asyncio.to_thread, or enable opentelemetry-instrumentation-threading."
-    return [
-        *lines,
+    lines += [
         _wrap_indented(fix, width),
         *_code_call("executor.submit(", "contextvars.copy_context().run, fn, *args", ")", width),
         _wrap_indented(closing, width),
-        "",
     ]
+    if any(_submitter(site).startswith(CELERY_PRODUCER) for site in sites):
+        celery = (
+            "For Celery tasks, the worker must take the span from the message: run "
+            "CeleryInstrumentor().instrument() (opentelemetry-instrumentation-celery) in "
+            "its worker_process_init signal."
+        )
+        lines.append(_wrap_indented(celery, width))
+    return [*lines, ""]
 
 
 def _submitter(site: SiteStats) -> str:
