@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from .audit.command import add_audit_arguments, run_audit
 from .report.render import FORMATS, SORT_KEYS, render
 from .snapshot import Snapshot, SnapshotError
 
@@ -539,6 +540,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "dashboard", "write the Grafana dashboard JSON", _add_dashboard_arguments, _run_dashboard
+    ),
+    Command(
+        "audit",
+        "find the public functions that open no span, by reading the code",
+        add_audit_arguments,
+        run_audit,
     ),
 )
 
