@@ -6,10 +6,12 @@ planted span mistakes. Each planted finding is marked on its line with ``expect:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,59 @@ def test_the_audit_reads_real_packages(package: str, tmp_path: Path) -> None:
     summary = document["summary"]
     assert summary["covered"] + summary["uncovered"] > 20
     assert not [f for f in document["findings"] if f["kind"] == "syntax-error"]
+
+
+AZURE_BLOB = "azure-storage-blob==12.31.1"
+TRACE_DECORATORS = ("distributed_trace", "distributed_trace_async")
+
+
+def azure_blob_source() -> Path:
+    """The azure-storage-blob wheel from PyPI, unpacked once into the test cache: a real
+    code base whose spans come from its own decorators (azure-core's tracing)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spangap-tests"
+    unpacked = cache / AZURE_BLOB.replace("==", "-")
+    if not (unpacked / "azure").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(cache),
+             AZURE_BLOB], check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        wheel = next(cache.glob("azure_storage_blob-12.31.1-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(unpacked)
+    return unpacked
+
+
+def decorated_by_text(root: Path, names: tuple[str, ...]) -> int:
+    """Public functions with one of ``names`` among their decorators, counted from the
+    text: a ``def`` line of a public name and the ``@`` lines right above it."""
+    count = 0
+    definition = re.compile(r"^\s*(?:async\s+)?def\s+([A-Za-z]\w*)\s*\(")
+    for path in root.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if not definition.match(line):
+                continue
+            above = number - 1
+            decorators = []
+            while above >= 0 and lines[above].lstrip().startswith("@"):
+                decorators.append(lines[above].strip())
+                above -= 1
+            if any(d.lstrip("@").split("(")[0].split(".")[-1] in names for d in decorators):
+                count += 1
+    return count
+
+
+def test_the_coverage_of_a_real_package_matches_a_count_from_its_text(tmp_path: Path) -> None:
+    """azure-storage-blob opens its spans with azure-core's ``@distributed_trace``
+    decorators, named in the configuration; the audit's covered functions are exactly
+    the public functions that a plain reading of the decorator lines finds."""
+    source = azure_blob_source()
+    decorators = ", ".join(f'"{name}"' for name in TRACE_DECORATORS)
+    (source / "pyproject.toml").write_text(f"[tool.spangap.audit]\ndecorators = [{decorators}]\n")
+    run = audit(source, "azure/storage/blob", "--format", "json")
+    summary = json.loads(run.stdout)["summary"]
+    by_text = decorated_by_text(source / "azure" / "storage" / "blob", TRACE_DECORATORS)
+    assert by_text > 100
+    assert summary["covered"] == by_text
+    assert summary["uncovered"] > 0
