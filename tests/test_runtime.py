@@ -20,6 +20,12 @@ PROGRAM = textwrap.dedent(
     again = spangap.enable_gap_detector()
     print("computed", sum(i * i for i in range(1000)), detector.running, detector.tracker)
     detector.stop()
+
+    @spangap.traced  # needs only opentelemetry-api: a span where spangap itself is off
+    def add(a, b):
+        return a + b
+
+    print("traced", add(2, 3))
     """
 )
 
@@ -34,7 +40,7 @@ def run_program() -> subprocess.CompletedProcess[str]:
 def test_on_an_unsupported_interpreter_the_detector_stays_off_and_says_so_once() -> None:
     done = run_program()
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "computed 332833500 False off\n"
+    assert done.stdout == "computed 332833500 False off\ntraced 5\n"
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr  # one line, however many calls
     assert lines[0].startswith("spangap needs CPython 3.11 to 3.13")
@@ -46,4 +52,5 @@ def test_on_cpython_the_detector_runs() -> None:
     done = run_program()
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("computed 332833500 True ")
+    assert done.stdout.endswith("traced 5\n")
     assert "needs CPython" not in done.stderr

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import (
@@ -32,7 +32,10 @@ from opentelemetry.util.types import AttributeValue
 
 __all__ = ["traced"]
 
-P = ParamSpec("P")
+if TYPE_CHECKING:  # typing.ParamSpec is 3.10+; PyPy's 3.9 imports spangap too (off)
+    from typing import ParamSpec
+
+    P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -106,7 +109,7 @@ def _decorate(
     kind: SpanKind,
     tracer_provider: TracerProvider | None,
 ) -> Any:
-    if isinstance(func, classmethod | staticmethod):  # the wrapper goes inside, where it can
+    if isinstance(func, (classmethod, staticmethod)):  # 3.9-safe tuple; wrapper inside
         wrapped = _decorate(func.__func__, name, attributes, record_args, kind, tracer_provider)
         return type(func)(wrapped)
     if not callable(func):
@@ -270,7 +273,7 @@ def _in_context(ctx: Context, step: Callable[[Any], Any], value: Any) -> Any:
 
 def _failed(span: Span, exc: Exception) -> None:
     """An exception left the function: an error, unless it is how iteration ends."""
-    if isinstance(exc, StopIteration | StopAsyncIteration):
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):  # a tuple: 3.9 (PyPy) too
         return
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
