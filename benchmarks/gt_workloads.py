@@ -192,6 +192,25 @@ def idle_waiter(event: threading.Event) -> None:
     event.wait()
 
 
+def idle_workers(jobs: int) -> None:
+    """Two consumers parked in queue.get run ``jobs`` dark jobs between them, beside a
+    thread waiting on an event all along; returns when all three have ended."""
+    queued: queue.Queue[object | None] = queue.Queue()
+    stop_waiting = threading.Event()
+    workers = [threading.Thread(target=idle_consumer, args=(queued,)) for _ in range(2)]
+    waiter = threading.Thread(target=idle_waiter, args=(stop_waiting,))
+    for t in [*workers, waiter]:
+        t.start()
+    for _ in range(jobs):
+        queued.put("job")
+    for _ in workers:
+        queued.put(None)
+    for t in workers:
+        t.join()
+    stop_waiting.set()
+    waiter.join()
+
+
 def reset() -> None:
     """Forget every recorded call (both records, which are read side by side)."""
     with _lock:

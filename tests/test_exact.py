@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import queue
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -135,24 +133,7 @@ def test_asyncio_handlers_are_counted_across_awaits_and_spanned_ones_never(exact
 
 
 def test_idle_waits_are_not_dark(exact, recorded) -> None:
-    jobs: queue.Queue[object | None] = queue.Queue()
-    stop_waiting = threading.Event()
-
-    def workload() -> None:
-        workers = [threading.Thread(target=w.idle_consumer, args=(jobs,)) for _ in range(2)]
-        waiter = threading.Thread(target=w.idle_waiter, args=(stop_waiting,))
-        for t in [*workers, waiter]:
-            t.start()
-        for _ in range(10):
-            jobs.put("job")
-        for _ in workers:
-            jobs.put(None)
-        for t in workers:
-            t.join()
-        stop_waiting.set()
-        waiter.join()
-
-    ops = exact(workload)
+    ops = exact(lambda: w.idle_workers(10))
     counted = by_site(ops)
     assert counted[w.site("dark_job")] == 10
     assert counted[w.site("idle_waiter")] == 0  # idle throughout

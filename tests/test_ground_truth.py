@@ -5,7 +5,6 @@ themselves (perf_counter around each body), never from assertions on timing."""
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 
@@ -166,20 +165,7 @@ def test_asyncio_to_thread_carries_the_span(start_detector, recorded) -> None:
 def test_idle_workers_are_not_operations(start_detector, recorded) -> None:
     """Workers parked in queue.get and an event wait are idle; only their jobs count."""
     detector = start_detector(include=["gt_workloads"])
-    jobs: queue.Queue[object | None] = queue.Queue()
-    stop_waiting = threading.Event()
-    workers = [threading.Thread(target=w.idle_consumer, args=(jobs,)) for _ in range(2)]
-    waiter = threading.Thread(target=w.idle_waiter, args=(stop_waiting,))
-    for t in [*workers, waiter]:
-        t.start()
-    for _ in range(20):
-        jobs.put("job")
-    for _ in workers:
-        jobs.put(None)
-    for t in workers:
-        t.join()
-    stop_waiting.set()
-    waiter.join()
+    w.idle_workers(20)
     detector.stop()
     counted = counts_by_site(detector)
     assert counted[w.site("dark_job")] >= 20 * 0.99

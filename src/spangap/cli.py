@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
+from .argtypes import positive_int
 from .audit.command import add_audit_arguments, run_audit
 from .report.render import FORMATS, SORT_KEYS, render
 from .snapshot import Snapshot, SnapshotError
@@ -110,19 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
 # --- options shared by every command that prints a report ------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--top", type=_positive_int, default=20, metavar="N", help="sites to list (default 20)"
+        "--top", type=positive_int, default=20, metavar="N", help="sites to list (default 20)"
     )
     parser.add_argument(
         "--sort", choices=SORT_KEYS, default="total", help="order of the sites (default total)"

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..argtypes import positive_int
 from ..report.top import SourceError, read_metrics, read_prometheus
 from ..snapshot import Snapshot, SnapshotError
 from .baseline import BaselineError, compare, load_baseline, write_baseline
@@ -86,7 +87,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fix-limit",
-        type=_whole,
+        type=positive_int,
         default=10,
         metavar="N",
         help="how many functions --fix decorates (default 10; ranked by dark time "
@@ -102,16 +103,6 @@ def _percent(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be from 0 to 100, got {text}")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
