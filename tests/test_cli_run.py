@@ -167,6 +167,9 @@ ENV_VALUES: dict[str, tuple[str, object]] = {
     "stacks": ("auto", "auto"),
     "max_overhead": ("0.5", 0.5),
     "coverage_window_s": ("30", 30.0),
+    "inferred_spans": ("on", True),
+    "inferred_spans_per_minute": ("12", 12),
+    "otel_metrics": ("false", False),
 }
 
 SHOW_OPTIONS = """

@@ -38,6 +38,9 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
         "SPANGAP_STACKS": "native",
         "SPANGAP_MAX_OVERHEAD": "0.02",
         "SPANGAP_COVERAGE_WINDOW_S": "120",
+        "SPANGAP_INFERRED_SPANS": "yes",
+        "SPANGAP_INFERRED_SPANS_PER_MINUTE": "5",
+        "SPANGAP_OTEL_METRICS": "true",
     }
     assert {n.upper() for n in OPTION_NAMES} - {"REGISTRY"} == {
         k.removeprefix("SPANGAP_") for k in env
@@ -51,6 +54,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
     assert (o.entry_module, o.context_reader, o.coverage_window_s) == ("shop.cli", "python", 120)
     assert (o.liveness, o.tracker, o.max_overhead) == ("sampled", "python", 0.02)
     assert o.native == "off"
+    assert (o.inferred_spans, o.inferred_spans_per_minute, o.otel_metrics) == (True, 5, True)
 
 
 def test_keyword_arguments_win_over_the_environment() -> None:
@@ -68,6 +72,9 @@ def test_keyword_arguments_win_over_the_environment() -> None:
         ({"max_sites": 0}, {}, "max_sites: must be between 1 and 100000"),
         ({"max_sites": 2.5}, {}, "max_sites: expected an integer"),
         ({"max_sites": True}, {}, "max_sites: expected an integer"),
+        ({"max_sites": float("inf")}, {}, "max_sites: expected an integer"),
+        ({"inferred_spans": "maybe"}, {}, "inferred_spans: expected true or false"),
+        ({}, {"SPANGAP_INFERRED_SPANS": "2"}, "SPANGAP_INFERRED_SPANS: expected true or false"),
         ({}, {"SPANGAP_METRICS_PORT": "70000"}, "SPANGAP_METRICS_PORT: must be between 0"),
         ({"metric_prefix": "bad-prefix"}, {}, "metric_prefix: must be a Prometheus"),
         ({"context_reader": "magic"}, {}, "context_reader: must be one of auto, native, python"),

@@ -127,5 +127,6 @@ def _lost_from(task: Any) -> LostFrom | None:
     return {
         "trace_id": parts[1].lower(),
         "span_id": parts[2].lower(),
+        "trace_flags": parts[3][:2].lower(),
         "submitter": CELERY_PRODUCER + name,
     }

@@ -520,6 +520,54 @@ def _run_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- diff ------------------------------------------------------------------------------
+
+
+def _add_diff_arguments(parser: argparse.ArgumentParser) -> None:
+    from .report import diff
+
+    parser.add_argument("old", metavar="OLD", help="snapshot of the earlier run (the base)")
+    parser.add_argument("new", metavar="NEW", help="snapshot of the later run")
+    parser.add_argument(
+        "--threshold",
+        type=diff.non_negative,
+        default=diff.Rules.threshold_percent,
+        metavar="PERCENT",
+        help="grown/shrunk: change in total dark seconds of at least PERCENT (default 20)",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=diff.non_negative,
+        default=diff.Rules.min_seconds,
+        metavar="S",
+        help="ignore changes smaller than S seconds (default 0.05)",
+    )
+    parser.add_argument(
+        "--fail-on",
+        type=diff.fail_on_kinds,
+        default=diff.DEFAULT_FAIL_ON,
+        metavar="KINDS",
+        help="exit 1 when a site is one of these: comma list of new, gone, grown, shrunk, "
+        "or none (default new,grown)",
+    )
+    parser.add_argument(
+        "--top", type=positive_int, default=20, metavar="N", help="sites per kind (default 20)"
+    )
+    parser.add_argument(
+        "--format", choices=diff.FORMATS, default="table", help="output format (default table)"
+    )
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from .report.diff import Rules, compare, render_diff
+
+    old, new = Snapshot.load(args.old), Snapshot.load(args.new)
+    result = compare(old, new, Rules(args.threshold, args.min_seconds))
+    sys.stdout.write(render_diff(result, fmt=args.format, top=args.top, fail_on=args.fail_on))
+    sys.stdout.flush()
+    return 1 if result.failing(args.fail_on) else 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("run", "run a Python program under the detector", _add_run_arguments, _run_run),
     Command("show", "show a saved snapshot", _add_show_arguments, _run_show),
@@ -537,6 +585,12 @@ COMMANDS: tuple[Command, ...] = (
         "find the public functions that open no span, by reading the code",
         add_audit_arguments,
         run_audit,
+    ),
+    Command(
+        "diff",
+        "compare two snapshots: the dark sites that are new, gone, grown or shrunk",
+        _add_diff_arguments,
+        _run_diff,
     ),
 )
 

@@ -19,10 +19,13 @@ from .celery_tasks import CeleryWatcher
 from .faults import FAULTS, note
 from .findings import Findings
 from .handoff import HandoffWatcher
+from .inferred import InferredSpans
 from .liveness import make_watcher
 from .metrics import metric_set
 from .nativecalls import NativeCalls
+from .operation import Operation
 from .options import Options, resolve_options
+from .otel_metrics import report_through_otel
 from .sampler import Sampler, SamplerProbe
 from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
@@ -144,12 +147,19 @@ class GapDetector:
         """The per-process parts: findings, call tracker, task sampler, sampling thread."""
         options = self.options
         self._findings = Findings(options, self._metrics)
+        self._inferred: InferredSpans | None = None
+        if options.inferred_spans:
+            counter = self._metrics.inferred_spans
+            self._inferred = InferredSpans(
+                options.inferred_spans_per_minute,
+                lambda result, n: counter.labels(result).inc(n),
+            )
         self._watcher = make_watcher(options.liveness, options.interval_s)
         self._tracker = CallTracker(
             self._scope,
             options.threshold_s,
             options.interval_s,
-            emit=self._findings.record,
+            emit=self._record,
             thread_name=_thread_name,
             lost_context=self._handoff.lost_context,
             watcher=self._watcher,
@@ -219,6 +229,8 @@ class GapDetector:
             log.info("spangap: stacks %s", self.stacks)  # native, or off and why not
         self._running = True
         self._metrics.before_collect.add(self._flush_before_scrape)
+        if self.options.otel_metrics:
+            report_through_otel(self.snapshot, self.options.metric_prefix)
         self._handoff.install()
         self._celery.connect()
         self._sampler.start()
@@ -233,8 +245,10 @@ class GapDetector:
                 return
             self._running = False
             activations = self._activations
+            inferred = self._inferred
             for step in (
                 self._sampler.stop,
+                inferred.stop if inferred is not None else None,
                 self._handoff.uninstall,
                 self._celery.disconnect,
                 # attach was wrapped after the reader's wrapper: undone first
@@ -315,6 +329,13 @@ class GapDetector:
         return self._findings.counts()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _record(self, ops: list[Operation]) -> None:
+        """Where the tracker's completed operations go: the findings, and the inferred
+        spans when they are on."""
+        self._findings.record(ops)
+        if self._inferred is not None:
+            self._inferred.offer(ops)
 
     def _flush(self) -> None:
         """Hand the tracker's completed operations to the findings and the metrics

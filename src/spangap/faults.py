@@ -33,6 +33,7 @@ KINDS = (
     "snapshot",  # writing the snapshot file
     "fork",  # the fork handlers
     "stop",  # stop(), at exit or called by the application
+    "inferred_span",  # sending an inferred span through the application's provider
 )
 
 #: Errors noted between two drains beyond this are dropped (and counted as dropped):

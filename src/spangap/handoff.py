@@ -145,6 +145,7 @@ class HandoffWatcher:
             return {
                 "trace_id": format(span_context.trace_id, "032x"),
                 "span_id": format(span_context.span_id, "016x"),
+                "trace_flags": format(span_context.trace_flags, "02x"),
                 "submitter": self._submitter_site(),
             }
         except Exception as exc:

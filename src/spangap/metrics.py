@@ -56,6 +56,7 @@ class MetricSet:
     over_budget: Gauge
     rate: Gauge
     native_walks: Gauge
+    inferred_spans: Counter
     before_collect: BeforeCollect
 
 
@@ -213,6 +214,13 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
         native_walks=gauge(
             names.NATIVE_WALKS,
             "1 when the native stack reader's walks count calls (stacks=native), else 0.",
+        ),
+        inferred_spans=Counter(
+            p + names.INFERRED_SPANS,
+            "Operations offered as inferred spans (inferred_spans=True): sent, rate_limited "
+            "(over inferred_spans_per_minute for the site), or dropped (queue full).",
+            ("result",),
+            registry=reg,
         ),
     )
 

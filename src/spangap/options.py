@@ -55,6 +55,9 @@ class Options:
     stacks: str = "off"
     max_overhead: float = 0.01
     coverage_window_s: float = 60.0
+    inferred_spans: bool = False
+    inferred_spans_per_minute: int = 60
+    otel_metrics: bool = False
 
     @property
     def threshold_s(self) -> float:
@@ -86,7 +89,7 @@ def _int_in(lo: int, hi: int) -> Callable[[str, Any], int]:
             raise OptionError(f"{name}: expected an integer between {lo} and {hi}, got {value!r}")
         try:
             number = int(str(value).strip()) if isinstance(value, str) else int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
             raise OptionError(
                 f"{name}: expected an integer between {lo} and {hi}, got {value!r}"
             ) from None
@@ -149,6 +152,22 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
     return parse
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _bool(name: str, value: Any) -> bool:
+    """True or False; the environment twin takes true/false, 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise OptionError(f"{name}: expected true or false, got {value!r}")
+
+
 def _registry(name: str, value: Any) -> CollectorRegistry | None:
     if value is None or isinstance(value, CollectorRegistry):
         return value
@@ -178,6 +197,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "stacks": _one_of(_STACK_SAMPLERS),
     "max_overhead": _float_in(0.001, 1.0),
     "coverage_window_s": _float_in(1.0, 86_400.0),
+    "inferred_spans": _bool,
+    "inferred_spans_per_minute": _int_in(1, 100_000),
+    "otel_metrics": _bool,
 }
 #: The documentation of every option a user sets (docs/reference.md and the README's
 #: table are generated from it: ``python -m spangap.reference``): default as shown, meaning.
@@ -217,6 +239,17 @@ OPTION_DOCS: dict[str, tuple[str, str]] = {
         "built; `off`: the pure-Python path",
     ),
     "coverage_window_s": ("`60`", "sliding window of the `span_coverage_ratio` gauge"),
+    "inferred_spans": (
+        "`false`",
+        "send each counted operation as a span (`spangap.inferred=true`) through the "
+        "application's TracerProvider: a child of the lost span for `context_lost`",
+    ),
+    "inferred_spans_per_minute": ("`60`", "inferred spans per site and minute, at most"),
+    "otel_metrics": (
+        "`false`",
+        "also report the counters through the application's OpenTelemetry MeterProvider "
+        "(for OTLP metrics without a Prometheus scrape)",
+    ),
 }
 #: Implementation switches for tests and benchmarks, left out of the documentation.
 UNDOCUMENTED = frozenset({"context_reader", "liveness", "tracker", "stacks"})
