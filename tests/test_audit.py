@@ -545,7 +545,7 @@ def test_sarif_document(audit: Audit) -> None:
 def test_sarif_is_valid_against_the_schema(project: Write, audit: Audit) -> None:
     import jsonschema
 
-    from sarif_schema import sarif_schema
+    from npm_schemas import sarif_schema
 
     project("src/app.py", "def plain(): return 1\n# spangap: no-span\ndef bare(): return 1\n")
     project("src/broken.py", "def f(:\n")

@@ -60,7 +60,7 @@ def test_the_fixture_coverage_is_what_a_reader_counts(tmp_path: Path) -> None:
 def test_the_fixture_sarif_validates_against_the_schema(tmp_path: Path) -> None:
     import jsonschema
 
-    from sarif_schema import sarif_schema
+    from npm_schemas import sarif_schema
 
     root = tmp_path / "project"
     shutil.copytree(PROJECT, root)

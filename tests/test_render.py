@@ -163,7 +163,7 @@ def test_markdown_keeps_long_names_whole_and_escapes_pipes() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"fmt": "html"}, {"sort": "name"}, {"top": 0}], ids=["fmt", "sort", "top"]
+    "kwargs", [{"fmt": "svg"}, {"sort": "name"}, {"top": 0}], ids=["fmt", "sort", "top"]
 )
 def test_bad_arguments_raise_value_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):

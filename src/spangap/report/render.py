@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..celery_tasks import CELERY_PRODUCER
 from ..snapshot import SiteStats, Snapshot, Totals
+from .flame import render_folded, render_html, render_speedscope
 
 SORT_KEYS = ("total", "self", "count", "p95")
 
@@ -481,5 +482,9 @@ RENDERERS: dict[str, Renderer] = {
     "table": render_table,
     "json": render_json,
     "markdown": render_markdown,
+    # The dark time as a flame graph (flame.py): every site, whatever --top says.
+    "html": render_html,
+    "speedscope": render_speedscope,
+    "folded": render_folded,
 }
 FORMATS = tuple(RENDERERS)
