@@ -116,3 +116,30 @@ def test_html_is_self_contained_and_its_script_parses(snapshot_file, tmp_path) -
     checked = subprocess.run(["node", "--check", str(tmp_path / "page.js")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_page_renders_in_chromium_and_a_click_zooms_in(snapshot_file, tmp_path) -> None:
+    """Headless Chromium: the page draws its frames, the top site is visible, and a
+    click on a frame makes it the full width. The screenshot is kept in tmp_path (and
+    docs/images/flame.png is one taken this way)."""
+    from headless_chromium import opened
+
+    page = tmp_path / "dark.html"
+    page.write_text(show(snapshot_file, "html"))
+    frame = "document.querySelector('[data-name=\"app:handler\"]')"
+    with opened(page) as tab:
+        assert tab.evaluate("document.querySelectorAll('.frame').length") >= 5
+        box = tab.evaluate(f"(() => {{ const r = {frame}.getBoundingClientRect(); "
+                           "return [r.x, r.y, r.width, r.height]; })()")  # fmt: skip
+        graph_width = tab.evaluate("document.getElementById('graph').clientWidth")
+        x, y, width, height = box
+        assert 0 < width < graph_width and height > 0  # visible, not yet zoomed
+        assert y + height <= 700  # within the window
+        tab.screenshot(tmp_path / "before.png")
+        tab.click(x + width / 2, y + height / 2)
+        zoomed = tab.evaluate(f"{frame}.getBoundingClientRect().width")
+        assert zoomed == pytest.approx(graph_width, abs=2)  # the frame fills the graph
+        assert tab.evaluate("document.getElementById('details').textContent") != ""
+        tab.screenshot(tmp_path / "after.png")
+    for name in ("before.png", "after.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -65,21 +65,27 @@ def wait_for(check, what: str, timeout: float = 20.0) -> None:
 
 @contextmanager
 def serving(
-    cmd: list[str], cwd: Path, env: dict[str, str], ready: str
+    cmd: list[str], cwd: Path, env: dict[str, str], ready: str, stop: int = signal.SIGTERM
 ) -> Iterator[tuple[str, int]]:
     """Start a server on a free port (``{port}`` in ``cmd`` or in ``env``'s values is
     filled in); ``ready`` is "PATH TEXT": wait until TEXT is in its answer to PATH; yield
-    its base URL and pid; then stop it (SIGTERM, SIGKILL after 20 s)."""
+    its base URL and pid; then stop it (``stop``, SIGTERM by default; SIGKILL after 20 s;
+    ``stop=SIGKILL`` kills its whole process group at once)."""
     port = free_port()
     env = {name: value.replace("{port}", str(port)) for name, value in env.items()}
-    server = subprocess.Popen([c.format(port=port) for c in cmd], cwd=cwd, env=env)
+    server = subprocess.Popen(
+        [c.format(port=port) for c in cmd], cwd=cwd, env=env, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         path, expected = ready.split(" ", 1)
         wait_for(lambda: expected in get(base + path), f"{cmd[2]} to serve")
         yield base, server.pid
     finally:
-        server.send_signal(signal.SIGTERM)
+        if stop == signal.SIGKILL:  # the whole group: a pool's processes too
+            os.killpg(server.pid, signal.SIGKILL)
+        else:
+            server.send_signal(stop)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -237,7 +243,10 @@ def celery_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
         def send(n: int, *, traced: bool, trace_tasks: bool = False) -> str:
             if not started:
                 worker_env = env | {"TRACE_TASKS": "1" if trace_tasks else "0"}
-                base, _ = stack.enter_context(serving(CELERY, app, worker_env, CELERY_READY))
+                # Killed with its pool once the counts are read: even a cold shutdown of a
+                # Celery worker takes seconds, and the suite has no use for them.
+                worker = serving(CELERY, app, worker_env, CELERY_READY, signal.SIGKILL)
+                base, _ = stack.enter_context(worker)
                 started.append(base)
             producer = [sys.executable, "producer.py", str(n), *(["--traced"] if traced else [])]
             subprocess.run(producer, cwd=app, env=env, check=True, timeout=60)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from .argtypes import positive_int
 from .audit.command import add_audit_arguments, run_audit
+from .doctor.command import add_doctor_arguments, run_doctor
 from .report.render import FORMATS, SORT_KEYS, render
 from .snapshot import Snapshot, SnapshotError
 
@@ -591,6 +592,12 @@ COMMANDS: tuple[Command, ...] = (
         "compare two snapshots: the dark sites that are new, gone, grown or shrunk",
         _add_diff_arguments,
         _run_diff,
+    ),
+    Command(
+        "doctor",
+        "check that the app's tracing pipeline works end to end",
+        add_doctor_arguments,
+        run_doctor,
     ),
 )
 

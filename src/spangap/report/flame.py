@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass, field
 
 from ..snapshot import SiteStats, Snapshot
@@ -133,7 +134,7 @@ def render_speedscope(snapshot: Snapshot, shown: list[SiteStats], width: int) ->
         weights.append(seconds)
     document = {
         "$schema": SPEEDSCOPE_SCHEMA,
-        "name": _title(snapshot),
+        "name": f"spangap: dark time of {_title(snapshot)}",
         "exporter": "spangap",
         "shared": {"frames": frames},
         "profiles": [
@@ -155,15 +156,20 @@ def render_html(snapshot: Snapshot, shown: list[SiteStats], width: int) -> str:
     """One page, nothing loaded from elsewhere: the tree as JSON and the script that
     draws it."""
     del shown, width
-    data = json.dumps(flame_tree(snapshot).to_dict()).replace("</", "<\\/")
-    title = html.escape(_title(snapshot))
-    return _PAGE.replace("{{TITLE}}", title).replace("{{DATA}}", data)
+    tree = flame_tree(snapshot)
+    data = json.dumps(tree.to_dict()).replace("</", "<\\/")
+    sites = len({s.site for s in snapshot.sites})
+    heading = f"spangap: {tree.total:.2f} s of dark time at {sites} sites"
+    page = _PAGE.replace("{{TITLE}}", html.escape(heading))
+    return page.replace("{{PROGRAM}}", html.escape(_title(snapshot))).replace("{{DATA}}", data)
 
 
 def _title(snapshot: Snapshot) -> str:
     argv = snapshot.program.get("argv")
-    program = " ".join(str(a) for a in argv) if isinstance(argv, list) else "a program"
-    return f"spangap: dark time of {program}"
+    if not isinstance(argv, list) or not argv:
+        return "a program"
+    program = " ".join([os.path.basename(str(argv[0])), *(str(a) for a in argv[1:])])
+    return program if len(program) <= 120 else program[:119] + "…"
 
 
 _PAGE = """<!DOCTYPE html>
@@ -173,7 +179,8 @@ _PAGE = """<!DOCTYPE html>
 <title>{{TITLE}}</title>
 <style>
   body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }
-  h1 { font-size: 16px; margin: 0 0 4px; }
+  h1 { font-size: 16px; margin: 0 0 2px; }
+  #program { color: #666; font-size: 12px; margin-bottom: 6px; }
   #legend span { display: inline-block; padding: 1px 8px; margin-right: 8px; }
   #details { height: 1.4em; margin: 6px 0; }
   #graph { position: relative; width: 100%; }
@@ -187,6 +194,7 @@ _PAGE = """<!DOCTYPE html>
 </head>
 <body>
 <h1>{{TITLE}}</h1>
+<div id="program">{{PROGRAM}}</div>
 <div id="legend"><span class="no_span">no_span</span><span class="context_lost">context_lost
 </span><span class="caller">caller (no dark time of its own)</span>
 Click a frame to zoom in; click the top bar to zoom out.</div>
