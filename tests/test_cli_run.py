@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from conftest import FULL_RATE_ENV
@@ -209,3 +211,55 @@ def test_gapreport_run_honours_every_spangap_variable_and_its_flags_win(tmp_path
     assert (seen["include"], seen["exclude"]) == (["app"], ["other"])
     assert seen["snapshot_path"] == str(tmp_path / "flag.json")
     assert seen["max_sites"] == 7  # no flag: the variable still applies
+
+
+PROGRESS_APP = """
+import time
+
+def load():
+    time.sleep(0.02)
+
+for _ in range(120):
+    load()
+"""
+
+
+def test_a_terminal_sees_a_live_count_and_a_pipe_does_not(tmp_path: Path) -> None:
+    """stderr a terminal (a pseudo-terminal here): the status line is drawn and cleared;
+    stderr a pipe: only the program's output and the report."""
+    import pty
+
+    (tmp_path / "app.py").write_text(PROGRESS_APP)
+    cmd = [sys.executable, "-m", "spangap.cli", "run", "--snapshot", "s.json", "app.py"]
+    env = {**os.environ, **FULL_RATE_ENV}
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read as it comes: a full terminal buffer would block the child
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the other end is closed and drained
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, stderr=follower, stdout=subprocess.PIPE,
+                              timeout=60)  # fmt: skip
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    terminal = b"".join(chunks)
+    assert done.returncode == 0
+    text = terminal.decode()
+    assert re.search(r"spangap: \d+ s, [\d,]+ uninstrumented operations at \d+ sites so far", text)
+    assert "\r\x1b[K" in text  # drawn in place, and cleared before the report
+    assert "app:load" in text  # the report itself
+
+    piped = run(cmd, tmp_path, env)
+    assert "so far" not in piped.stderr and "\x1b[K" not in piped.stderr

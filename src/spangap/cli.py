@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from .argtypes import positive_int
 from .audit.command import add_audit_arguments, run_audit
 from .doctor.command import add_doctor_arguments, run_doctor
+from .progress import Progress
 from .report.render import FORMATS, SORT_KEYS, render
 from .snapshot import Snapshot, SnapshotError
 
@@ -193,6 +194,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--snapshot", metavar="PATH", help="where to write the snapshot (spangap-<pid>.json)"
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live count on the terminal while the program runs",
+    )
     _add_report_arguments(parser)
     # REMAINDER on both: everything after the script or module belongs to the program,
     # even arguments that look like gapreport's own options.
@@ -274,15 +280,21 @@ def _run_run(args: argparse.Namespace) -> int:
         detector = enable_gap_detector(**_detector_options(args, snapshot_path))
     except OptionError as exc:
         raise CliError(str(exc)) from None
+    progress = None
+    if Progress.wanted(sys.stderr, args.quiet or args.no_progress):
+        progress = Progress(detector.operation_counts, sys.stderr)
+        progress.start()
     try:
         exit_code = _execute(target)
     except BaseException:
+        if progress is not None:
+            progress.stop()
         detector.stop()
         raise
     # Like ``python script.py``, the program is not over when its main code returns:
     # the interpreter still joins its non-daemon threads and shuts its executors down,
     # and their work belongs in the report. Exit hooks run after that.
-    atexit.register(_finish_run, detector, args, snapshot_path, shown_path, start_dir)
+    atexit.register(_finish_run, detector, args, snapshot_path, shown_path, start_dir, progress)
     return exit_code
 
 
@@ -292,8 +304,11 @@ def _finish_run(
     snapshot_path: str,
     shown_path: str,
     start_dir: str,
+    progress: Progress | None = None,
 ) -> None:
     """Stop the detector, save the snapshot and print the report (at interpreter exit)."""
+    if progress is not None:
+        progress.stop()
     detector.stop()
     snapshot = detector.snapshot()
     try:
