@@ -172,6 +172,7 @@ ENV_VALUES: dict[str, tuple[str, object]] = {
     "inferred_spans": ("on", True),
     "inferred_spans_per_minute": ("12", 12),
     "otel_metrics": ("false", False),
+    "outbound_requests": ("no", False),
 }
 
 SHOW_OPTIONS = """

@@ -41,6 +41,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
         "SPANGAP_INFERRED_SPANS": "yes",
         "SPANGAP_INFERRED_SPANS_PER_MINUTE": "5",
         "SPANGAP_OTEL_METRICS": "true",
+        "SPANGAP_OUTBOUND_REQUESTS": "off",
     }
     assert {n.upper() for n in OPTION_NAMES} - {"REGISTRY"} == {
         k.removeprefix("SPANGAP_") for k in env
@@ -55,6 +56,7 @@ def test_every_option_but_the_registry_has_an_environment_twin() -> None:
     assert (o.liveness, o.tracker, o.max_overhead) == ("sampled", "python", 0.02)
     assert o.native == "off"
     assert (o.inferred_spans, o.inferred_spans_per_minute, o.otel_metrics) == (True, 5, True)
+    assert o.outbound_requests is False
 
 
 def test_keyword_arguments_win_over_the_environment() -> None:

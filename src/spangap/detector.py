@@ -26,6 +26,7 @@ from .nativecalls import NativeCalls
 from .operation import Operation
 from .options import Options, resolve_options
 from .otel_metrics import report_through_otel
+from .outbound import OutboundWatcher
 from .sampler import Sampler, SamplerProbe
 from .scope import Scope, detect_entry_package
 from .snapshot import Snapshot
@@ -131,6 +132,9 @@ class GapDetector:
             log.warning("spangap: span activations between samples are not seen")
         self._handoff = HandoffWatcher(self._scope)
         self._celery = CeleryWatcher(self._handoff, on_process_exit=self.stop)
+        self._outbound: OutboundWatcher | None = None
+        if options.outbound_requests:
+            self._outbound = OutboundWatcher(self._metrics.untraced_outbound)
         #: Whether the native walks count calls: "native", "off", or "off (why not)".
         self.stacks = "off"
         self._build_sampler()
@@ -233,6 +237,8 @@ class GapDetector:
             report_through_otel(self.snapshot, self.options.metric_prefix)
         self._handoff.install()
         self._celery.connect()
+        if self._outbound is not None:
+            self._outbound.install()
         self._sampler.start()
         atexit.register(self._at_exit)
 
@@ -251,6 +257,7 @@ class GapDetector:
                 inferred.stop if inferred is not None else None,
                 self._handoff.uninstall,
                 self._celery.disconnect,
+                self._outbound.uninstall if self._outbound is not None else None,
                 # attach was wrapped after the reader's wrapper: undone first
                 activations.close if activations is not None else None,
                 self._reader.close,
@@ -367,6 +374,8 @@ class GapDetector:
         self._warn_if_no_sdk(force=now - self._started >= _NO_SDK_GRACE_S)
         self._celery.connect()  # if Celery was imported since; under the sampler's lock,
         # which fork waits for (Celery's signals hold a lock of theirs while connecting)
+        if self._outbound is not None:
+            self._outbound.connect()  # httpcore, if imported since
         if self.options.snapshot_path and now >= self._next_snapshot:
             self._next_snapshot = now + self.options.snapshot_interval_s
             self._write_snapshot_quietly(self._configured_snapshot_path())

@@ -34,6 +34,7 @@ KINDS = (
     "fork",  # the fork handlers
     "stop",  # stop(), at exit or called by the application
     "inferred_span",  # sending an inferred span through the application's provider
+    "outbound_hook",  # the hooks on outbound HTTP requests (outbound.py)
 )
 
 #: Errors noted between two drains beyond this are dropped (and counted as dropped):

@@ -57,6 +57,7 @@ class MetricSet:
     rate: Gauge
     native_walks: Gauge
     inferred_spans: Counter
+    untraced_outbound: Counter
     before_collect: BeforeCollect
 
 
@@ -220,6 +221,13 @@ def _create(reg: CollectorRegistry, p: str) -> MetricSet:
             "Operations offered as inferred spans (inferred_spans=True): sent, rate_limited "
             "(over inferred_spans_per_minute for the site), or dropped (queue full).",
             ("result",),
+            registry=reg,
+        ),
+        untraced_outbound=Counter(
+            p + names.UNTRACED_OUTBOUND,
+            "Outbound HTTP requests that leave the trace: sent with no active span "
+            "(no_span) or without a traceparent header (no_header); at most 100 hosts.",
+            ("host", "reason"),
             registry=reg,
         ),
     )

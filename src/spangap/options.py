@@ -58,6 +58,7 @@ class Options:
     inferred_spans: bool = False
     inferred_spans_per_minute: int = 60
     otel_metrics: bool = False
+    outbound_requests: bool = True
 
     @property
     def threshold_s(self) -> float:
@@ -200,6 +201,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "inferred_spans": _bool,
     "inferred_spans_per_minute": _int_in(1, 100_000),
     "otel_metrics": _bool,
+    "outbound_requests": _bool,
 }
 #: The documentation of every option a user sets (docs/reference.md and the README's
 #: table are generated from it: ``python -m spangap.reference``): default as shown, meaning.
@@ -249,6 +251,11 @@ OPTION_DOCS: dict[str, tuple[str, str]] = {
         "`false`",
         "also report the counters through the application's OpenTelemetry MeterProvider "
         "(for OTLP metrics without a Prometheus scrape)",
+    ),
+    "outbound_requests": (
+        "`true`",
+        "count outbound HTTP requests (http.client, urllib3, requests, httpx) sent with no "
+        "active span or no `traceparent` header: `untraced_outbound_requests_total`",
     ),
 }
 #: Implementation switches for tests and benchmarks, left out of the documentation.

@@ -1,0 +1,169 @@
+"""Outbound HTTP requests that leave the trace: sent with no active span, or without a
+``traceparent`` header, so that the service downstream starts a trace of its own.
+
+Counted in ``untraced_outbound_requests_total{host,reason}`` (reason ``no_span`` or
+``no_header``). The hooks sit where the request's headers are final, below every
+client library's own instrumentation, so that a header added by an instrumentation is
+seen whatever order things were wrapped in:
+
+- ``http.client.HTTPConnection`` (``putrequest`` / ``putheader`` / ``endheaders``), which
+  carries ``urllib.request``, ``urllib3`` and so ``requests``;
+- ``httpcore``'s connection pools, which carry ``httpx`` (hooked once the application
+  has imported httpx or httpcore: spangap brings in no client library of its own).
+
+The hooks only look: they never add, change or remove a header, never raise into the
+request, and cost a span lookup and a header scan per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import Counter
+
+from .faults import note
+from .metrics import SiteBound
+
+_HEADER = "traceparent"
+_MAX_HOSTS = 100
+_FLAG = "_spangap_traceparent"
+#: Set by OpenTelemetry's exporters around their own requests (spans, metrics, logs on
+#: their way to a collector): those are the pipeline's, not the application's.
+_SUPPRESSED = tuple(
+    getattr(otel_context, name)
+    for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY")
+    if hasattr(otel_context, name)
+)
+
+
+class OutboundWatcher:
+    """Installs the hooks and counts the untraced requests by host."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._hosts = SiteBound(_MAX_HOSTS)
+        self._lock = threading.Lock()
+        self._undo: list[Callable[[], None]] = []
+        self._httpcore = False
+
+    def install(self) -> None:
+        self._hook_http_client()
+        self.connect()
+
+    def connect(self) -> None:
+        """Hook the client libraries imported since the last call (cheap when none is).
+        httpx imports httpcore only when its first client is made: once the application
+        has imported httpx, httpcore (its own dependency) is imported here, so that the
+        first requests are seen too."""
+        if self._httpcore or not ("httpcore" in sys.modules or "httpx" in sys.modules):
+            return
+        self._httpcore = True
+        try:
+            self._hook_httpcore(importlib.import_module("httpcore"))
+        except Exception as exc:
+            note("outbound_hook", exc)
+
+    def uninstall(self) -> None:
+        """Restore the originals, unless someone wrapped them after us."""
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        self._httpcore = False
+
+    # -- the count --------------------------------------------------------------------------
+
+    def sent(self, host: object, has_header: bool) -> None:
+        """One request is on its way: count it if it leaves the trace."""
+        try:
+            if any(otel_context.get_value(key) for key in _SUPPRESSED):
+                return
+            if trace.get_current_span().get_span_context().is_valid:
+                if has_header:
+                    return
+                reason = "no_header"
+            else:
+                reason = "no_span"
+            name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+            with self._lock:
+                label, _ = self._hosts.label(name or "?")
+            self._counter.labels(label, reason).inc()
+        except Exception as exc:
+            note("outbound_hook", exc)
+
+    # -- hooks --------------------------------------------------------------------------
+
+    def _patch(self, owner: type, name: str, replacement: Callable[..., Any]) -> None:
+        original = owner.__dict__[name]
+        replacement.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(owner, name, replacement)
+
+        def undo() -> None:
+            if owner.__dict__.get(name) is replacement:
+                setattr(owner, name, original)
+
+        self._undo.append(undo)
+
+    def _hook_http_client(self) -> None:
+        connection = http.client.HTTPConnection
+        putrequest, putheader = connection.putrequest, connection.putheader
+        endheaders = connection.endheaders
+        watcher = self
+
+        def spangap_putrequest(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with contextlib.suppress(Exception):
+                setattr(self, _FLAG, False)
+            return putrequest(self, *args, **kwargs)
+
+        def spangap_putheader(self: Any, header: Any, *values: Any) -> Any:
+            try:
+                name = header.decode("latin-1") if isinstance(header, bytes) else str(header)
+                if name.lower() == _HEADER:
+                    setattr(self, _FLAG, True)
+            except Exception:
+                pass
+            return putheader(self, header, *values)
+
+        def spangap_endheaders(self: Any, *args: Any, **kwargs: Any) -> Any:
+            flag = getattr(self, _FLAG, None)
+            if flag is not None:  # a request begun while the hooks were in
+                watcher.sent(getattr(self, "host", "?"), bool(flag))
+            return endheaders(self, *args, **kwargs)
+
+        self._patch(connection, "putrequest", spangap_putrequest)
+        self._patch(connection, "putheader", spangap_putheader)
+        self._patch(connection, "endheaders", spangap_endheaders)
+
+    def _hook_httpcore(self, httpcore: Any) -> None:
+        watcher = self
+
+        def looked_at(request: Any) -> None:
+            try:
+                watcher.sent(request.url.host, _has_header(request.headers))
+            except Exception as exc:
+                note("outbound_hook", exc)
+
+        sync_pool, async_pool = httpcore.ConnectionPool, httpcore.AsyncConnectionPool
+        handle, handle_async = sync_pool.handle_request, async_pool.handle_async_request
+
+        def handle_request(self: Any, request: Any) -> Any:
+            looked_at(request)
+            return handle(self, request)
+
+        async def handle_async_request(self: Any, request: Any) -> Any:
+            looked_at(request)
+            return await handle_async(self, request)
+
+        self._patch(sync_pool, "handle_request", handle_request)
+        self._patch(async_pool, "handle_async_request", handle_async_request)
+
+
+def _has_header(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() == b"traceparent" for name, _ in headers)
