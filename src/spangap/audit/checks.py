@@ -123,8 +123,22 @@ def _uses(body: list[ast.AST], name: str) -> list[ast.Name]:
 def _escapes(body: list[ast.AST], name: str, allowed_calls: frozenset[str]) -> bool:
     """Whether the value bound to ``name`` leaves the function or is handed to code
     that may end it: returned, yielded, stored elsewhere, or passed to a call other
-    than ``allowed_calls``."""
+    than ``allowed_calls``. ``use_span(name)`` is allowed only as a ``with`` item: its
+    result kept to be entered and exited by hand may end the span anywhere."""
+    with_items = {
+        id(item.context_expr)
+        for node in body
+        if isinstance(node, ast.With | ast.AsyncWith)
+        for item in node.items
+    }
     for node in body:
+        if (
+            isinstance(node, ast.Call)
+            and _called_name(node) == "use_span"
+            and id(node) not in with_items
+            and any(isinstance(a, ast.Name) and a.id == name for a in node.args)
+        ):
+            return True
         leaves = isinstance(node, ast.Return | ast.Yield | ast.YieldFrom) and node.value
         if leaves and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(leaves)):
             return True
@@ -163,7 +177,7 @@ def _unended_spans(body: list[ast.AST]) -> Iterator[CheckFinding]:
                 "the span from start_span(...) is dropped and never ended",
             )  # fmt: skip
     for name, stmt in _assigned(body, "start_span"):
-        if _escapes(body, name, frozenset({"use_span", "set_span_in_context"})):
+        if _escapes(body, name, frozenset({"use_span"})):
             continue
         if _entered(body, name):
             continue
