@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from .argtypes import positive_int
+from .argtypes import non_negative, positive_int
 from .audit.command import add_audit_arguments, run_audit
 from .doctor.command import add_doctor_arguments, run_doctor
 from .progress import Progress
@@ -546,14 +546,14 @@ def _add_diff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", metavar="NEW", help="snapshot of the later run")
     parser.add_argument(
         "--threshold",
-        type=diff.non_negative,
+        type=non_negative,
         default=diff.Rules.threshold_percent,
         metavar="PERCENT",
         help="grown/shrunk: change in total dark seconds of at least PERCENT (default 20)",
     )
     parser.add_argument(
         "--min-seconds",
-        type=diff.non_negative,
+        type=non_negative,
         default=diff.Rules.min_seconds,
         metavar="S",
         help="ignore changes smaller than S seconds (default 0.05)",

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..argtypes import positive_int
+from ..argtypes import percent, positive_int
 from ..report.top import SourceError, read_metrics, read_prometheus
 from ..snapshot import Snapshot, SnapshotError
 from .baseline import BaselineError, compare, load_baseline, write_baseline
@@ -58,7 +58,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--min-coverage",
-        type=_percent,
+        type=percent,
         metavar="PERCENT",
         help="fail when coverage is below PERCENT (overrides min-coverage in the config)",
     )
@@ -94,16 +94,6 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         "with --runtime/--url/--prometheus)",
     )
     parser.add_argument("--write", action="store_true", help="with --fix: write the files")
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 100, got {text}")
-    return value
 
 
 def run_audit(args: argparse.Namespace) -> int:

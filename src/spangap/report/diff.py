@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
@@ -177,17 +176,6 @@ def fail_on_kinds(text: str) -> frozenset[Kind]:
             f"unknown kind {unknown[0]!r}: give a comma list of {choices}, or none"
         )
     return frozenset(kind for kind in CHANGE_KINDS if kind in names)
-
-
-def non_negative(text: str) -> float:
-    """A finite number of at least 0; ``--threshold`` also takes ``20%``."""
-    try:
-        value = float(text.removesuffix("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
-    return value
 
 
 # --- words and numbers -----------------------------------------------------------------
