@@ -43,8 +43,9 @@ _expose_pyenv_versions()
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite. Serial on purpose: detection tests measure a sampler that must
-    not compete with a second CPU-heavy test process on a small machine."""
+    """The whole suite. The tests that measure the sampler run alone: they must not
+    compete with a second test process on a small machine. The ones marked ``parallel``
+    (tests/conftest.py says which and why) run two at a time after them."""
     session.install("-e", ".[dev,examples]")  # examples: the bounded soak runs them
     # every C extension must build
     session.run(
@@ -52,7 +53,11 @@ def tests(session: nox.Session) -> None:
         "-c",
         "import spangap._native, spangap._liveness, spangap._tracking, spangap._stacks",
     )
-    session.run("pytest", "-q", *session.posargs)
+    if session.posargs:  # a selection of one's own: as given
+        session.run("pytest", "-q", *session.posargs)
+        return
+    session.run("pytest", "-q", "-m", "not parallel")
+    session.run("pytest", "-q", "-m", "parallel", "-n", "2")
 
 
 #: What the sanitizer session runs: the C paths under the ground-truth workloads, the

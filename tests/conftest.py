@@ -80,3 +80,36 @@ def counts_by_site(detector: GapDetector) -> collections.Counter[str]:
 
 # A code base the audit reads (test_audit_project.py), not tests to run.
 collect_ignore = ["audit_project"]
+
+#: Modules whose tests assert nothing that a second test process beside them could
+#: change: no sampling rates or recall, no timings, no counts of calls; what they check is
+#: output, files, exit codes, exact request counts. They spend their time in
+#: subprocesses and servers, so nox runs them two at a time (``-m parallel -n 2``) and
+#: the rest, which measure the sampler, alone.
+PARALLEL_MODULES = frozenset(
+    {
+        "test_audit",
+        "test_audit_fix",
+        "test_audit_project",
+        "test_cli_show",
+        "test_dashboard",
+        "test_diff",
+        "test_doctor",
+        "test_flame",
+        "test_options",
+        "test_outbound",
+        "test_prometheus",
+        "test_pytest_plugin",
+        "test_reference",
+        "test_render",
+        "test_snapshot",
+        "test_top",
+        "test_traced",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in PARALLEL_MODULES:
+            item.add_marker(pytest.mark.parallel)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,18 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spanga
 
 def _schema(package: str, member: str, name: str) -> dict[str, Any]:
     path = CACHE / name
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        packed = subprocess.run(
-            ["npm", "pack", "--silent", package], cwd=CACHE, capture_output=True, text=True,
-            check=True, timeout=120,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
-        with tarfile.open(CACHE / packed) as archive:
-            found = archive.extractfile(member)
-            assert found is not None, f"{package} has no {member}"
-            path.write_bytes(found.read())
+    if not path.exists():  # two test processes may both get here: each in a directory
+        CACHE.mkdir(parents=True, exist_ok=True)  # of its own, the file replaced whole
+        with tempfile.TemporaryDirectory(dir=CACHE) as work:
+            packed = subprocess.run(
+                ["npm", "pack", "--silent", package], cwd=work, capture_output=True, text=True,
+                check=True, timeout=120,
+            ).stdout.strip().splitlines()[-1]  # fmt: skip
+            with tarfile.open(Path(work) / packed) as archive:
+                found = archive.extractfile(member)
+                assert found is not None, f"{package} has no {member}"
+                (Path(work) / name).write_bytes(found.read())
+            os.replace(Path(work) / name, path)
     return dict(json.loads(path.read_text()))
 
 

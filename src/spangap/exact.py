@@ -138,6 +138,7 @@ class ExactTracer:
         self._installed: Callable[[], None] | None = None
         self._runtime: Any = None
         self._attach: Any = None
+        self._previous: Any = None
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -183,12 +184,18 @@ class ExactTracer:
             return token
 
         self._runtime, self._attach = runtime, attach
+        self._previous = runtime.__dict__.get("attach")  # another wrapper, if any
         runtime.attach = attach
 
     def _unwrap_attach(self) -> None:
+        """Put back what was there, unless someone wrapped it after us."""
         runtime, self._runtime = self._runtime, None
-        if runtime is not None and runtime.__dict__.get("attach") is self._attach:
+        if runtime is None or runtime.__dict__.get("attach") is not self._attach:
+            return
+        if self._previous is None:
             del runtime.attach  # the class's method again
+        else:
+            runtime.attach = self._previous
 
     # -- events -------------------------------------------------------------------------
 
