@@ -40,7 +40,8 @@ CHECK_HELP = {
 
 _SPAN_OPENERS = frozenset({"start_as_current_span", "use_span"})
 _EXECUTOR_HINTS = ("executor", "pool")
-_FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+#: A ``def`` or ``async def``: what the audit counts and checks.
+FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class CheckFinding:
     message: str
 
 
-def check_function(node: _FunctionNode) -> list[CheckFinding]:
+def check_function(node: FunctionNode) -> list[CheckFinding]:
     """The mistakes in ``node``'s own body (nested functions are checked on their own)."""
     body = list(own_nodes(node))
     found = [*_unended_spans(body), *_unentered_spans(node, body), *_undetached_tokens(body)]
@@ -67,7 +68,7 @@ def check_function(node: _FunctionNode) -> list[CheckFinding]:
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
-def own_nodes(node: _FunctionNode) -> Iterator[ast.AST]:
+def own_nodes(node: FunctionNode) -> Iterator[ast.AST]:
     """The function's body, without the bodies of functions and classes defined in it
     (a span opened there covers only them); its decorators and defaults are not in it."""
     pending: list[ast.AST] = [s for s in node.body if not isinstance(s, _SCOPES)]
@@ -214,7 +215,7 @@ def _entered(body: list[ast.AST], name: str) -> bool:
     return False
 
 
-def _unentered_spans(node: _FunctionNode, body: list[ast.AST]) -> Iterator[CheckFinding]:
+def _unentered_spans(node: FunctionNode, body: list[ast.AST]) -> Iterator[CheckFinding]:
     for stmt in body:
         if isinstance(stmt, ast.Expr) and _called_name(stmt.value) == "start_as_current_span":
             yield CheckFinding(
@@ -262,7 +263,7 @@ def _is_context_call(node: ast.AST) -> bool:
     return receiver == "" or "context" in receiver.lower()
 
 
-def _decorated_with_span(node: _FunctionNode) -> bool:
+def _decorated_with_span(node: FunctionNode) -> bool:
     for decorator in node.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
@@ -271,7 +272,7 @@ def _decorated_with_span(node: _FunctionNode) -> bool:
     return False
 
 
-def _unpropagated(node: _FunctionNode, whole_body_spanned: bool) -> list[CheckFinding]:
+def _unpropagated(node: FunctionNode, whole_body_spanned: bool) -> list[CheckFinding]:
     """Hand-offs to another thread made while a span is current in this function."""
     found: list[CheckFinding] = []
 
@@ -332,7 +333,7 @@ def _statement_nodes(stmt: ast.stmt) -> Iterator[ast.AST]:
         node = stack.pop()
         yield node
         for child in ast.iter_child_nodes(node):
-            if id(child) in blocks or isinstance(child, ast.Lambda | _FunctionNode):
+            if id(child) in blocks or isinstance(child, ast.Lambda | FunctionNode):
                 continue
             stack.append(child)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .checks import CHECK_KINDS, check_function, own_nodes
+from .checks import CHECK_KINDS, FunctionNode, check_function, own_nodes
 from .config import AuditConfig
 
 MISSING_SPAN = "missing-span"
@@ -54,8 +54,6 @@ _ASGI_APPS = frozenset({"FastAPI", "Starlette"})
 _STUB_DECORATORS = frozenset({"overload", "abstractmethod"})
 _OPT_OUT = re.compile(r"spangap:\s*no-span(?![\w-])(.*)")
 _UNKNOWN = "<expr>"
-
-FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 
 
 @dataclass(frozen=True)
