@@ -37,6 +37,7 @@ def render():
 
 def handler():
     load_rows()
+    time.sleep(0.015)  # the handler's own dark time
     render()
 
 
