@@ -43,7 +43,7 @@ setup(
         Extension(
             "spangap._stacks",
             ["src/spangap/c/_stacks.c", "src/spangap/c/_chains.c"],
-            depends=["src/spangap/c/_chains.h", "src/spangap/c/_activations_api.h"],
+            depends=["src/spangap/c/_chains.h", "src/spangap/c/_activations_api.h", "src/spangap/c/_safecopy.h"],
             optional=True,
         ),
         Extension(

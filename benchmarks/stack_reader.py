@@ -1,6 +1,6 @@
 """What the native stack reader (``spangap._stacks``) costs, and whether a host survives it.
 
-    python benchmarks/stack_reader.py [--seconds S] [--repeats N] [--stress RUNS]
+    python benchmarks/stack_reader.py [--seconds S] [--repeats N] [--copy C] [--stress RUNS]
 
 For each setting, a fresh process runs T threads at stack depth D and the reader's
 native thread walks every thread every 5 ms, never taking the GIL, for S seconds. It
@@ -12,6 +12,10 @@ threads wait in one call (their stacks never change); ``busy`` threads
 call short functions at the leaf without pause (the leaf changes at every walk).
 ``pinned`` runs ``Reader.pin()`` every 0.2 s, as a drain under the GIL would: code
 objects and context mappings it has pinned are known without a read.
+
+``--copy`` picks how the walks copy memory (``c/_safecopy.h``): ``pipe`` (the default
+path), ``readv`` (``process_vm_readv`` only), or ``both``, each setting measured with
+both paths run by run, so that both see the same moments of a noisy machine.
 
 ``--stress RUNS`` runs the stress host of the test suite (``tests/stacks_stress.py``)
 that many times in a row with the reader at its maximum rate, and stops at the first
@@ -48,8 +52,9 @@ def tiny(n: int) -> int:
     return n + 1
 
 
-def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """One setting, in this (fresh) process."""
+def measure(setting: dict[str, Any], seconds: float, copy: str) -> dict[str, Any]:
+    """One setting, in this (fresh) process, its memory copied the ``copy`` way."""
+    from spangap import _stacks
     from spangap.stacks import open_reader
 
     stop = threading.Event()
@@ -75,6 +80,7 @@ def measure(setting: dict[str, Any], seconds: float) -> dict[str, Any]:
     reader, why = open_reader()
     if reader is None:
         raise SystemExit(f"no native reader: {why}")
+    _stacks.copy_path(copy)
     if setting["pinned"]:
         reader.pin()
     reader.start(0.005)
@@ -145,40 +151,45 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median)")
+    parser.add_argument("--copy", choices=("pipe", "readv", "both"), default="pipe")
     parser.add_argument("--stress", type=int, default=0, metavar="RUNS")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         one = json.loads(args.one)
-        emit(measure(one["setting"], one["seconds"]))
+        emit(measure(one["setting"], one["seconds"], one["copy"]))
         return 0
     if args.stress:
         return stress(args.stress)
     rows = []
+    copies = ("pipe", "readv") if args.copy == "both" else (args.copy,)
     for setting in SETTINGS:
-        runs = [
-            run_child(__file__, {"setting": setting, "seconds": args.seconds})
-            for _ in range(args.repeats)
-        ]
-        m = {key: median([run[key] for run in runs]) for key in runs[0]}
-        print(f"{setting}: {m['us_per_walk']:.0f} µs a walk", file=sys.stderr)
-        rows.append(
-            [
-                setting["load"],
-                str(setting["threads"]),
-                str(setting["depth"]),
-                "yes" if setting["pinned"] else "no",
-                f"{m['walks_per_s']:.0f}",
-                f"{m['us_per_walk']:.1f}",
-                f"{m['us_per_thread']:.2f}",
-                f"{m['us_per_frame_read']:.2f}",
-                f"{m['read_per_walk']:.1f}",
-                f"{m['reused_per_walk']:.1f}",
-                f"{m['code_reads_per_walk']:.1f}",
-                f"{m['dropped'] * 100:.2f}%",
-                f"{m['cpu_share'] * 100:.2f}%",
-            ]
-        )
+        runs: dict[str, list[dict[str, Any]]] = {copy: [] for copy in copies}
+        for _ in range(args.repeats):
+            for copy in copies:
+                child = {"setting": setting, "seconds": args.seconds, "copy": copy}
+                runs[copy].append(run_child(__file__, child))
+        for copy in copies:
+            m = {key: median([run[key] for run in runs[copy]]) for key in runs[copy][0]}
+            print(f"{setting} {copy}: {m['us_per_walk']:.0f} µs a walk", file=sys.stderr)
+            rows.append(
+                [
+                    copy,
+                    setting["load"],
+                    str(setting["threads"]),
+                    str(setting["depth"]),
+                    "yes" if setting["pinned"] else "no",
+                    f"{m['walks_per_s']:.0f}",
+                    f"{m['us_per_walk']:.1f}",
+                    f"{m['us_per_thread']:.2f}",
+                    f"{m['us_per_frame_read']:.2f}",
+                    f"{m['read_per_walk']:.1f}",
+                    f"{m['reused_per_walk']:.1f}",
+                    f"{m['code_reads_per_walk']:.1f}",
+                    f"{m['dropped'] * 100:.2f}%",
+                    f"{m['cpu_share'] * 100:.2f}%",
+                ]
+            )
     print(
         f"python {sys.version.split()[0]}, a walk every 5 ms, {args.seconds:g} s a run, "
         f"median of {args.repeats} runs"
@@ -186,6 +197,7 @@ def main() -> int:
     print(
         format_table(
             [
+                "copy",
                 "load",
                 "threads",
                 "depth",

@@ -234,6 +234,7 @@ def test_one_native_reader_runs_at_a_time() -> None:
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_fork_leaves_the_child_without_the_native_thread_and_the_parent_with_it() -> None:
     reader = _stacks.Reader()
+    reader.walk()  # the parent's pipe exists before the fork: the child must not share it
     reader.start(0.001)
     try:
         pid = os.fork()
@@ -268,3 +269,59 @@ def test_a_host_moving_its_stacks_at_full_speed_is_unharmed_by_the_reader() -> N
     assert runs["on"]["results"] == runs["off"]["results"]
     counts = runs["on"]["counts"]
     assert counts["walks"] >= 100 and counts["threads"] >= 100 and counts["frames"] >= 1000
+
+
+@pytest.mark.parametrize("path", ["pipe", "readv"])
+def test_both_ways_of_copying_read_the_same_stacks(parked, path: str) -> None:
+    """The pipe and process_vm_readv copy the same bytes: every parked thread's stack
+    equals what ``sys._current_frames()`` shows, whichever did the reads."""
+    for depth in (3, 200):
+        parked(descend, depth)
+    time.sleep(0.05)
+    key = {"pipe": "piped", "readv": "readv"}[path]
+    before = _stacks.copy_path(path)[key]
+    try:
+        walked, _, counts = _stacks.Reader().walk(release_gil=True)
+        used = _stacks.copy_path()[key] - before
+    finally:
+        _stacks.copy_path("pipe")
+    me = threading.get_ident()
+    for tid, chain in chains().items():
+        if tid != me:
+            assert walked[tid] == chain, tid
+    assert counts["torn"] == counts["invalid"] == counts["unreadable"] == 0
+    assert used >= 3  # the thread list, the innermost frames, deeper frames
+
+
+HOST_TAKES_THE_PIPE = """
+import os, sys, tempfile
+from spangap import _stacks
+from spangap.stacks import walks_like_getframe
+
+reader = _stacks.Reader()
+reader.walk()
+read_fd, write_fd = _stacks.copy_path()["fds"]
+assert write_fd >= 0
+# A host that closes descriptors it does not own, and opens a file of its own that
+# lands on the same numbers.
+for fd in {read_fd, write_fd}:
+    os.close(fd)
+with tempfile.TemporaryFile() as own:
+    for fd in {read_fd, write_fd}:
+        os.dup2(own.fileno(), fd)
+    right = all(walks_like_getframe(reader) for _ in range(20))
+    os.fsync(write_fd)
+    size = os.fstat(own.fileno()).st_size
+state = _stacks.copy_path()
+print(right, size, state["path"], state["lost"])
+"""
+
+
+def test_a_descriptor_the_host_reused_is_never_written_to() -> None:
+    """If the host closes the pipe's descriptors and its own file takes their numbers,
+    the walks never write there: they notice, give the pipe up for good, and read right
+    with process_vm_readv."""
+    done = subprocess.run([sys.executable, "-c", HOST_TAKES_THE_PIPE],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "0", "readv", "1"]

@@ -1,9 +1,9 @@
 /* Every thread's stack, read without the GIL.
  *
  * The interpreter's thread states and frames are read from CPython's own layouts (3.11,
- * 3.12 and 3.13, compiled against each version's internal headers) with
- * process_vm_readv on this very process: a read of memory that was freed and unmapped
- * fails with EFAULT instead of faulting, so no signal handler is needed. Everything read
+ * 3.12 and 3.13, compiled against each version's internal headers) with copies that
+ * cannot fault (_safecopy.h): a read of memory that was freed and unmapped fails with
+ * EFAULT instead of faulting, so no signal handler is needed. Everything read
  * is checked before it is used (the frame's owner, that a code object's type is
  * PyCode_Type, the instruction offset against the code's size, a depth cap that also
  * ends a cycle), and the innermost frame is read again after the walk: a stack that
@@ -34,6 +34,7 @@
 
 #include "_activations_api.h"
 #include "_chains.h"
+#include "_safecopy.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -95,8 +96,6 @@ POINTER_FIELD(_PyCFrame, current_frame);
 
 /* -- reads that cannot fault ------------------------------------------------------------ */
 
-static _Atomic pid_t self_pid;
-
 /* Copy `size` bytes at `address` of this process into `dst`; -1 when any byte is not
  * readable (freed and unmapped, or never mapped). */
 static int
@@ -106,8 +105,7 @@ read_mem(void *dst, uintptr_t address, size_t size)
         return -1;
     struct iovec local = {dst, size};
     struct iovec remote = {(void *)address, size};
-    ssize_t got = process_vm_readv(atomic_load(&self_pid), &local, 1, &remote, 1, 0);
-    return got == (ssize_t)size ? 0 : -1;
+    return safecopy_ranges(&local, &remote, 1);
 }
 
 static int
@@ -505,7 +503,7 @@ states_reserve(Walk *w, Py_ssize_t n)
     return 0;
 }
 
-/* One process_vm_readv for the `n` ranges set up in w->local / w->remote; 0 when every
+/* One copy for the `n` ranges set up in w->local / w->remote; 0 when every
  * byte was read. The kernel takes at most IOV_MAX ranges a call. */
 static int
 read_batch(Walk *w, Py_ssize_t n)
@@ -513,13 +511,7 @@ read_batch(Walk *w, Py_ssize_t n)
     Py_ssize_t done = 0;
     while (done < n) {
         Py_ssize_t part = n - done > 1024 ? 1024 : n - done;
-        size_t want = 0;
-        for (Py_ssize_t i = done; i < done + part; i++)
-            want += w->local[i].iov_len;
-        ssize_t got = process_vm_readv(atomic_load(&self_pid), w->local + done,
-                                       (unsigned long)part, w->remote + done,
-                                       (unsigned long)part, 0);
-        if (got != (ssize_t)want)
+        if (safecopy_ranges(w->local + done, w->remote + done, (unsigned long)part) < 0)
             return -1;
         done += part;
     }
@@ -1181,7 +1173,7 @@ after_fork_parent(void)
 static void
 after_fork_child(void)
 {
-    atomic_store(&self_pid, getpid());
+    safecopy_after_fork_child();
     if (fork_reader != NULL) {
         fork_reader->paused_for_fork = 0;
         fork_reader->running = 0;
@@ -1908,7 +1900,7 @@ usable(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     char copy[8] = {0};
     struct iovec local = {copy, sizeof(copy)};
     struct iovec remote = {(void *)probe, sizeof(probe)};
-    ssize_t got = process_vm_readv(atomic_load(&self_pid), &local, 1, &remote, 1, 0);
+    ssize_t got = process_vm_readv(atomic_load(&safecopy_pid), &local, 1, &remote, 1, 0);
     if (got == (ssize_t)sizeof(probe) && memcmp(copy, probe, sizeof(probe)) == 0)
         Py_RETURN_NONE;
     return PyUnicode_FromFormat("process_vm_readv on this process failed: %s",
@@ -1928,8 +1920,39 @@ code_address(PyObject *Py_UNUSED(module), PyObject *code)
     return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)code);
 }
 
+PyDoc_STRVAR(copy_path_doc,
+"copy_path(path=None) -> dict\n\n"
+"How the walks copy memory: 'pipe' (writev into a pipe of our own, process_vm_readv\n"
+"where the pipe cannot serve) or 'readv' (process_vm_readv only); with `path`, switch\n"
+"first. The dict gives the path, how many batches went each way, how often the pipe\n"
+"was found not ours, and its descriptors (-1 when none).");
+
+static PyObject *
+copy_path(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    const char *path = NULL;
+    if (!PyArg_ParseTuple(args, "|z:copy_path", &path))
+        return NULL;
+    SafeCopy *s = &safecopy;
+    if (path != NULL && strcmp(path, "pipe") != 0 && strcmp(path, "readv") != 0) {
+        PyErr_SetString(PyExc_ValueError, "copy_path() takes 'pipe' or 'readv'");
+        return NULL;
+    }
+    pthread_mutex_lock(&s->mutex);
+    if (path != NULL)
+        s->disabled = strcmp(path, "readv") == 0;
+    int disabled = s->disabled, given_up = s->given_up;
+    int read_fd = s->read_fd, write_fd = s->write_fd;
+    unsigned long long piped = s->piped, readv = s->readv, lost = s->lost;
+    pthread_mutex_unlock(&s->mutex);
+    return Py_BuildValue("{s:s,s:K,s:K,s:K,s:(ii)}", "path",
+                         disabled || given_up ? "readv" : "pipe", "piped", piped, "readv",
+                         readv, "lost", lost, "fds", read_fd, write_fd);
+}
+
 static PyMethodDef module_methods[] = {
     {"usable", usable, METH_NOARGS, usable_doc},
+    {"copy_path", copy_path, METH_VARARGS, copy_path_doc},
     {"code_address", code_address, METH_O, code_address_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -1945,7 +1968,7 @@ static struct PyModuleDef stacks_module = {
 PyMODINIT_FUNC
 PyInit__stacks(void)
 {
-    atomic_store(&self_pid, getpid());
+    atomic_store(&safecopy_pid, getpid());
     static int atfork_done;
     if (!atfork_done) {
         if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
