@@ -1,5 +1,5 @@
 """``untraced_outbound_requests_total{host,reason}``: real requests to a real local
-server with urllib.request, requests and httpx (sync and async): counted when sent with
+server with urllib.request, requests, httpx (sync and async) and aiohttp: counted when sent with
 no active span (no_span) or from a span without a traceparent header (no_header), not
 when the client's OpenTelemetry instrumentation propagates the span; the server sees
 exactly the headers it would see without spangap."""
@@ -97,6 +97,45 @@ def test_httpx_sync_and_async(start_detector, server) -> None:
     asyncio.run(fetch())
     with trace.get_tracer("test").start_as_current_span("checkout"), httpx.Client() as client:
         client.get(url)
+    assert (untraced(detector, "no_span"), untraced(detector, "no_header")) == (2, 1)
+
+
+def test_aiohttp_with_and_without_a_span_and_with_its_instrumentation(
+    start_detector, server
+) -> None:
+    import aiohttp
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    url, seen = server
+    detector = start_detector()  # aiohttp is imported: its requests are hooked at the start
+    tracer = trace.get_tracer("test")
+
+    async def fetch(times: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(times):
+                async with session.get(url) as response:
+                    await response.read()
+
+    async def requests_of_a_service() -> None:
+        await fetch(2)  # no span anywhere
+        with tracer.start_as_current_span("checkout"):
+            await fetch(1)  # a span, not propagated
+
+    asyncio.run(requests_of_a_service())
+    assert (untraced(detector, "no_span"), untraced(detector, "no_header")) == (2, 1)
+    assert all("traceparent" not in headers for headers in seen)  # nothing was added
+
+    AioHttpClientInstrumentor().instrument()
+    try:
+
+        async def propagated() -> None:
+            with tracer.start_as_current_span("checkout"):
+                await fetch(1)
+
+        asyncio.run(propagated())
+    finally:
+        AioHttpClientInstrumentor().uninstrument()
+    assert "traceparent" in seen[-1]
     assert (untraced(detector, "no_span"), untraced(detector, "no_header")) == (2, 1)
 
 

@@ -254,7 +254,8 @@ OPTION_DOCS: dict[str, tuple[str, str]] = {
     ),
     "outbound_requests": (
         "`true`",
-        "count outbound HTTP requests (http.client, urllib3, requests, httpx) sent with no "
+        "count outbound HTTP requests (http.client, urllib3, requests, httpx, aiohttp) sent "
+        "with no "
         "active span or no `traceparent` header: `untraced_outbound_requests_total`",
     ),
 }

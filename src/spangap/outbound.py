@@ -8,8 +8,12 @@ seen whatever order things were wrapped in:
 
 - ``http.client.HTTPConnection`` (``putrequest`` / ``putheader`` / ``endheaders``), which
   carries ``urllib.request``, ``urllib3`` and so ``requests``;
-- ``httpcore``'s connection pools, which carry ``httpx`` (hooked once the application
-  has imported httpx or httpcore: spangap brings in no client library of its own).
+- ``httpcore``'s connection pools, which carry ``httpx``;
+- ``aiohttp``'s ``ClientRequest.send``, where its trace hooks (and so its
+  instrumentation) have already run.
+
+httpcore and aiohttp are hooked once the application has imported them (or httpx):
+spangap brings in no client library of its own.
 
 The hooks only look: they never add, change or remove a header, never raise into the
 request, and cost a span lookup and a header scan per request.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib
+import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -52,7 +57,7 @@ class OutboundWatcher:
         self._hosts = SiteBound(_MAX_HOSTS)
         self._lock = threading.Lock()
         self._undo: list[Callable[[], None]] = []
-        self._httpcore = False
+        self._hooked: set[str] = set()  # the modules of _CLIENTS hooked so far
 
     def install(self) -> None:
         self._hook_http_client()
@@ -63,20 +68,21 @@ class OutboundWatcher:
         httpx imports httpcore only when its first client is made: once the application
         has imported httpx, httpcore (its own dependency) is imported here, so that the
         first requests are seen too."""
-        if self._httpcore or not ("httpcore" in sys.modules or "httpx" in sys.modules):
-            return
-        self._httpcore = True
-        try:
-            self._hook_httpcore(importlib.import_module("httpcore"))
-        except Exception as exc:
-            note("outbound_hook", exc)
+        for module, imported_as, hook in _CLIENTS:
+            if module in self._hooked or not any(name in sys.modules for name in imported_as):
+                continue
+            self._hooked.add(module)
+            try:
+                getattr(self, hook)(importlib.import_module(module))
+            except Exception as exc:
+                note("outbound_hook", exc)
 
     def uninstall(self) -> None:
         """Restore the originals, unless someone wrapped them after us."""
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
-        self._httpcore = False
+        self._hooked.clear()
 
     # -- the count --------------------------------------------------------------------------
 
@@ -163,6 +169,39 @@ class OutboundWatcher:
 
         self._patch(sync_pool, "handle_request", handle_request)
         self._patch(async_pool, "handle_async_request", handle_async_request)
+
+    def _hook_aiohttp(self, client_reqrep: Any) -> None:
+        watcher = self
+        request_type = client_reqrep.ClientRequest
+        send = request_type.send
+
+        def looked_at(request: Any) -> None:
+            try:
+                watcher.sent(request.url.host, _HEADER in request.headers)  # case-insensitive
+            except Exception as exc:
+                note("outbound_hook", exc)
+
+        if inspect.iscoroutinefunction(send):
+
+            async def send_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+                looked_at(self)
+                return await send(self, *args, **kwargs)
+
+            self._patch(request_type, "send", send_async)
+        else:  # older aiohttp: a plain function returning the response
+
+            def send_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+                looked_at(self)
+                return send(self, *args, **kwargs)
+
+            self._patch(request_type, "send", send_sync)
+
+
+#: (module hooked, names whose import means the application uses it, hook method)
+_CLIENTS = (
+    ("httpcore", ("httpcore", "httpx"), "_hook_httpcore"),
+    ("aiohttp.client_reqrep", ("aiohttp",), "_hook_aiohttp"),
+)
 
 
 def _has_header(headers: Iterable[tuple[bytes, bytes]]) -> bool:
