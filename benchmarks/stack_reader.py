@@ -111,6 +111,15 @@ def measure(setting: dict[str, Any], seconds: float, copy: str) -> dict[str, Any
     }
 
 
+def wake_floor_us(wakes: int = 400) -> float:
+    """What a bare timed wake-up costs a thread in CPU on this machine: the floor under
+    any sampler that sleeps between samples (a Python loop of 5 ms sleeps)."""
+    start = time.thread_time()
+    for _ in range(wakes):
+        time.sleep(0.005)
+    return (time.thread_time() - start) / wakes * 1e6
+
+
 def stress(runs: int) -> int:
     """Run the stress host ``runs`` times; 0 when every run survived unchanged."""
     expected = None
@@ -192,7 +201,8 @@ def main() -> int:
             )
     print(
         f"python {sys.version.split()[0]}, a walk every 5 ms, {args.seconds:g} s a run, "
-        f"median of {args.repeats} runs"
+        f"median of {args.repeats} runs; a bare timed wake-up costs "
+        f"{median([wake_floor_us() for _ in range(3)]):.1f} µs of CPU here"
     )
     print(
         format_table(
