@@ -375,7 +375,7 @@ class GapDetector:
         self._celery.connect()  # if Celery was imported since; under the sampler's lock,
         # which fork waits for (Celery's signals hold a lock of theirs while connecting)
         if self._outbound is not None:
-            self._outbound.connect()  # httpcore, if imported since
+            self._outbound.connect()  # client libraries imported since
         if self.options.snapshot_path and now >= self._next_snapshot:
             self._next_snapshot = now + self.options.snapshot_interval_s
             self._write_snapshot_quietly(self._configured_snapshot_path())

@@ -255,8 +255,7 @@ OPTION_DOCS: dict[str, tuple[str, str]] = {
     "outbound_requests": (
         "`true`",
         "count outbound HTTP requests (http.client, urllib3, requests, httpx, aiohttp) sent "
-        "with no "
-        "active span or no `traceparent` header: `untraced_outbound_requests_total`",
+        "with no active span or no `traceparent` header: `untraced_outbound_requests_total`",
     ),
 }
 #: Implementation switches for tests and benchmarks, left out of the documentation.

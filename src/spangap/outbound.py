@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib
-import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from .faults import note
 from .metrics import SiteBound
 
 _HEADER = "traceparent"
+_HEADER_BYTES = _HEADER.encode()
 _MAX_HOSTS = 100
 _FLAG = "_spangap_traceparent"
 #: Set by OpenTelemetry's exporters around their own requests (spans, metrics, logs on
@@ -147,54 +147,40 @@ class OutboundWatcher:
         self._patch(connection, "putheader", spangap_putheader)
         self._patch(connection, "endheaders", spangap_endheaders)
 
+    def _looked_at(self, request: Any, has_header: Callable[[Any], bool]) -> None:
+        """An httpcore or aiohttp request (both have ``url.host`` and ``headers``) is on
+        its way; reading it must not fail the request either."""
+        try:
+            self.sent(request.url.host, has_header(request.headers))
+        except Exception as exc:
+            note("outbound_hook", exc)
+
     def _hook_httpcore(self, httpcore: Any) -> None:
-        watcher = self
-
-        def looked_at(request: Any) -> None:
-            try:
-                watcher.sent(request.url.host, _has_header(request.headers))
-            except Exception as exc:
-                note("outbound_hook", exc)
-
+        looked_at = self._looked_at
         sync_pool, async_pool = httpcore.ConnectionPool, httpcore.AsyncConnectionPool
         handle, handle_async = sync_pool.handle_request, async_pool.handle_async_request
 
         def handle_request(self: Any, request: Any) -> Any:
-            looked_at(request)
+            looked_at(request, _has_header)
             return handle(self, request)
 
         async def handle_async_request(self: Any, request: Any) -> Any:
-            looked_at(request)
+            looked_at(request, _has_header)
             return await handle_async(self, request)
 
         self._patch(sync_pool, "handle_request", handle_request)
         self._patch(async_pool, "handle_async_request", handle_async_request)
 
     def _hook_aiohttp(self, client_reqrep: Any) -> None:
-        watcher = self
+        looked_at = self._looked_at
         request_type = client_reqrep.ClientRequest
-        send = request_type.send
+        send = request_type.send  # a coroutine function in every aiohttp for Python 3.11+
 
-        def looked_at(request: Any) -> None:
-            try:
-                watcher.sent(request.url.host, _HEADER in request.headers)  # case-insensitive
-            except Exception as exc:
-                note("outbound_hook", exc)
+        async def spangap_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            looked_at(self, _has_header_named)
+            return await send(self, *args, **kwargs)
 
-        if inspect.iscoroutinefunction(send):
-
-            async def send_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-                looked_at(self)
-                return await send(self, *args, **kwargs)
-
-            self._patch(request_type, "send", send_async)
-        else:  # older aiohttp: a plain function returning the response
-
-            def send_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
-                looked_at(self)
-                return send(self, *args, **kwargs)
-
-            self._patch(request_type, "send", send_sync)
+        self._patch(request_type, "send", spangap_send)
 
 
 #: (module hooked, names whose import means the application uses it, hook method)
@@ -205,4 +191,10 @@ _CLIENTS = (
 
 
 def _has_header(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    return any(name.lower() == b"traceparent" for name, _ in headers)
+    """httpcore's headers: (name, value) byte pairs."""
+    return any(name.lower() == _HEADER_BYTES for name, _ in headers)
+
+
+def _has_header_named(headers: Any) -> bool:
+    """aiohttp's headers: a case-insensitive mapping."""
+    return _HEADER in headers
