@@ -57,6 +57,16 @@ class Finding:
         return cls(*strings)
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe(exc: BaseException) -> str:
+    """``ExcType: message`` on one line, as the report shows an error."""
+    message = one_line(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def otlp_traces_url(text: str) -> str:
     """The OTLP/HTTP traces URL for what a user typed: a collector's base URL
     (``http://host:4318``) gets the ``/v1/traces`` path, a URL with a path is kept."""
@@ -68,4 +78,14 @@ def otlp_traces_url(text: str) -> str:
     return text
 
 
-__all__ = ["CHECK_IDS", "ERROR", "OK", "SEVERITIES", "WARNING", "Finding", "otlp_traces_url"]
+__all__ = [
+    "CHECK_IDS",
+    "ERROR",
+    "OK",
+    "SEVERITIES",
+    "WARNING",
+    "Finding",
+    "describe",
+    "one_line",
+    "otlp_traces_url",
+]

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import CHECK_IDS, ERROR, OK, WARNING, Finding
+from . import CHECK_IDS, ERROR, OK, WARNING, Finding, describe, one_line
 
 #: The name of the span sent by ``test-span``: search for it in the tracing backend.
 TEST_SPAN_NAME = "spangap doctor test span"
@@ -85,15 +85,6 @@ def _sdk_provider() -> TracerProvider | None:
 
 def _type_name(value: object) -> str:
     return type(value).__name__
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _describe(exc: BaseException) -> str:
-    message = _one_line(str(exc))
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _optional_attribute(module: str, name: str) -> Any:
@@ -244,7 +235,7 @@ def _exporter_errors() -> Iterator[list[str]]:
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.levelno >= logging.WARNING:
-                messages.append(_one_line(record.getMessage()))
+                messages.append(one_line(record.getMessage()))
 
     exporters = logging.getLogger("opentelemetry.exporter")
     handler, saved_level = Collect(), exporters.level
@@ -275,7 +266,7 @@ def _export(exporter: Any, span: ReadableSpan, seconds: float) -> str | None:
         return f"no answer within {seconds:.0f} s"
     result = outcome[0]
     if isinstance(result, Exception):
-        return _describe(result)
+        return describe(result)
     if getattr(result, "name", None) == "SUCCESS":
         return None
     if not logged:
@@ -306,11 +297,11 @@ def _unreachable(url: str, seconds: float) -> str | None:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        return _describe(exc)
+        return describe(exc)
     try:
         socket.create_connection((parts.hostname or "", port), timeout=seconds).close()
     except OSError as exc:
-        return f"cannot connect to {parts.hostname}:{port} ({exc.strerror or _describe(exc)})"
+        return f"cannot connect to {parts.hostname}:{port} ({exc.strerror or describe(exc)})"
     return None
 
 
@@ -677,5 +668,5 @@ def run_check(name: str, check: Check, probe: Probe) -> list[Finding]:
     except NotApplicable:
         raise
     except Exception as exc:
-        message = f"could not run this check: {_describe(exc)}"
+        message = f"could not run this check: {describe(exc)}"
         return [Finding(name, WARNING, message, "check this part of the setup by hand")]

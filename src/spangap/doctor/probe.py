@@ -27,6 +27,8 @@ import time
 from types import SimpleNamespace
 from typing import IO, Any
 
+from . import describe
+
 #: Exit code of the probe when it could report (the report says how the checks went).
 EXIT_REPORTED = 0
 
@@ -84,11 +86,6 @@ def _send(channel: IO[str], event: dict[str, object]) -> None:
     channel.flush()
 
 
-def _describe(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
 def _run_checks(modules: frozenset[str], endpoint: str | None, deadline: float) -> dict[str, Any]:
     from .checks import CHECKS, NotApplicable, Probe, run_check
 
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _import_app(args.app)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the app too
-        _send(channel, {"event": "import-error", "message": _describe(exc)})
+        _send(channel, {"event": "import-error", "message": describe(exc)})
         os._exit(EXIT_REPORTED)
     modules = frozenset(sys.modules)
     _send(channel, {"event": "imported"})
