@@ -13,9 +13,9 @@
  * and open something else under the same number; a write there would put our bytes in
  * its file, or a read there take its data. So before every batch the descriptor's inode
  * is compared with the pipe's (one fstat: the pipe is reopened read-write, one
- * descriptor for both ends), the descriptor sits above the numbers a process hands out first, and
- * once the check fails the pipe is given up for good (its number left alone: it is no
- * longer ours) and process_vm_readv does every read. Any other failure of the pipe
+ * descriptor for both ends), the descriptor sits above the numbers a process hands out
+ * first, and once the check fails the pipe is given up for good (its number left alone:
+ * it is no longer ours) and process_vm_readv does every read. Any other failure of the pipe
  * path, a short write included (a range that faulted, or a pipe too small), repeats
  * the batch with process_vm_readv, so both paths read exactly the same bytes.
  *
@@ -47,7 +47,7 @@ typedef struct {
     ino_t inode;
     size_t capacity;
     int given_up;              /* the descriptor stopped being ours: never again */
-    int disabled;              /* SPANGAP_SAFECOPY=readv: process_vm_readv only */
+    int disabled;              /* copy_path("readv"): process_vm_readv only */
     unsigned long long piped;  /* batches copied through the pipe */
     unsigned long long readv;  /* batches copied with process_vm_readv */
     unsigned long long lost;   /* times the pipe was found not ours */
