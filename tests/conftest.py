@@ -82,8 +82,9 @@ def counts_by_site(detector: GapDetector) -> collections.Counter[str]:
 collect_ignore = ["audit_project"]
 
 #: Modules whose tests assert nothing that a second test process beside them could
-#: change: no sampling rates or recall, no timings, no counts of calls; what they check is
-#: output, files, exit codes, exact request counts. They spend their time in
+#: change: no sampling rates or recall, no timings, no counts of calls (at most that
+#: something was counted); what they check is output, files, exit codes, crashes and
+#: hangs (with timeouts of a minute), exact request counts. They spend their time in
 #: subprocesses and servers, so nox runs them two at a time (``-m parallel -n 2``) and
 #: the rest, which measure the sampler, alone.
 PARALLEL_MODULES = frozenset(
@@ -95,7 +96,10 @@ PARALLEL_MODULES = frozenset(
         "test_dashboard",
         "test_diff",
         "test_doctor",
+        "test_faults",
+        "test_fuzz",
         "test_flame",
+        "test_host_safety",
         "test_options",
         "test_outbound",
         "test_prometheus",
