@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
 def positive_int(text: str) -> int:
@@ -37,3 +38,19 @@ def percent(text: str) -> float:
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"must be from 0 to 100, got {text}")
     return value
+
+
+def seconds_at_least(minimum: float) -> Callable[[str], float]:
+    """Seconds, finite and at least ``minimum`` (a timeout that must leave time to work)."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            message = f"expected a number of seconds, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        if not minimum <= value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g} seconds, got {text}")
+        return value
+
+    return seconds

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..argtypes import seconds_at_least
 from . import CHECK_IDS, ERROR, OK, WARNING, Finding, otlp_traces_url
 from .probe import parse_app
 
@@ -65,7 +66,7 @@ def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_at_least(2),
         default=20.0,
         metavar="S",
         help="give up when importing and checking the app takes longer (default 20)",
@@ -77,16 +78,6 @@ def _endpoint(text: str) -> str:
         return otlp_traces_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 2 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be at least 2 seconds, got {text}")
-    return value
 
 
 def run_doctor(args: argparse.Namespace) -> int:
