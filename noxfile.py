@@ -101,9 +101,11 @@ def sanitizers(session: nox.Session) -> None:
         )  # fmt: skip
         session.run("python", "-c", "import spangap._tracking as t; assert 'sanitized' in t.__file__", env=env)
         # The pure-Python tracker's cases add no C to check (the readers they use run
-        # in the other cases too).
-        session.run("pytest", "-q", "-p", "no:cacheprovider", "-m", "not python_tracker",
-                    *SANITIZED_TESTS, *session.posargs, env=env)  # fmt: skip
+        # in the other cases too). As in ``tests``: what measures the sampler alone, the
+        # crash and hang cases two at a time.
+        pytest = ("pytest", "-q", "-p", "no:cacheprovider", *SANITIZED_TESTS, *session.posargs)
+        session.run(*pytest, "-m", "not python_tracker and not parallel", env=env)
+        session.run(*pytest, "-m", "not python_tracker and parallel", "-n", "2", env=env)
 
 
 def _gcc_file(name: str) -> str:

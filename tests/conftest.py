@@ -92,6 +92,7 @@ PARALLEL_MODULES = frozenset(
         "test_audit",
         "test_audit_fix",
         "test_audit_project",
+        "test_benchmarks",
         "test_cli_show",
         "test_dashboard",
         "test_diff",
