@@ -100,10 +100,13 @@ def sanitizers(session: nox.Session) -> None:
             env={"CFLAGS": flags, "LDFLAGS": "-fsanitize=address,undefined"},
         )  # fmt: skip
         session.run("python", "-c", "import spangap._tracking as t; assert 'sanitized' in t.__file__", env=env)
+        pytest = ("pytest", "-q", "-p", "no:cacheprovider", *SANITIZED_TESTS)
+        if session.posargs:  # options of one's own (-k, -x): one run of them all
+            session.run(*pytest, *session.posargs, env=env)
+            return
         # The pure-Python tracker's cases add no C to check (the readers they use run
         # in the other cases too). As in ``tests``: what measures the sampler alone, the
         # crash and hang cases two at a time.
-        pytest = ("pytest", "-q", "-p", "no:cacheprovider", *SANITIZED_TESTS, *session.posargs)
         session.run(*pytest, "-m", "not python_tracker and not parallel", env=env)
         session.run(*pytest, "-m", "not python_tracker and parallel", "-n", "2", env=env)
 

@@ -105,7 +105,7 @@ def mixed_io(address: tuple[str, int], with_context_run: bool, rounds: int = 25)
 
 #: Each context reader with each tracker once, not the whole cross product: the hook
 #: reader's verdicts reach every tracker through the same call, so one tracker beside
-#: it tells as much as three (and saves CI 12 s a Python).
+#: it tells as much as three.
 READER_TRACKER_PAIRS = [
     ("native", "native"),
     ("native", "python"),
